@@ -1,0 +1,50 @@
+import { randomBytes } from 'node:crypto';
+import type { ErrorData } from '../shared/errors';
+import type { TaskSpec } from '../shared/protocol';
+
+/** How a task ended, as the primary tells its owner. */
+export type Outcome =
+  | { status: 'done'; result: unknown; worker: number }
+  | { status: 'failed'; error: ErrorData; worker: number | undefined };
+
+/** Whoever submitted a task and waits for its outcome: a client connection, or a test. */
+export interface TaskOwner {
+  settle(task: Task, outcome: Outcome): void;
+}
+
+/** A task the primary has accepted, from submit to reply. */
+export interface Task {
+  /** Unique across the cluster's lifetime and restarts; the key of the stored row. */
+  readonly taskId: string;
+  /** The id the client chose, if any; replies carry it. */
+  readonly clientId: string | undefined;
+  readonly kind: string;
+  readonly payload: unknown;
+  readonly timeoutMs: number;
+  readonly owner: TaskOwner;
+  /** performance.now() when accepted. */
+  readonly acceptedAt: number;
+  /** performance.now() past which the task has timed out; set when it is handed to a worker. */
+  deadline: number;
+  /** How many workers died while holding it. */
+  deaths: number;
+  /** Whether an earlier worker of its slot may have stored it. */
+  redelivered: boolean;
+  /** Store this failure instead of running it again. */
+  failWith: ErrorData | undefined;
+}
+
+/** Makes task ids unique across restarts: a per-boot random prefix and a counter. */
+export function taskIdGenerator(): () => string {
+  const boot = `${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
+  let sequence = 0;
+  return () => `${boot}-${(sequence++).toString(36)}`;
+}
+
+export function toSpec(task: Task): TaskSpec {
+  const spec: TaskSpec = { taskId: task.taskId, kind: task.kind, payload: task.payload };
+  if (task.clientId !== undefined) spec.clientId = task.clientId;
+  if (task.redelivered) spec.redelivered = true;
+  if (task.failWith !== undefined) spec.failWith = task.failWith;
+  return spec;
+}

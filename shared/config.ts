@@ -1,0 +1,125 @@
+/**
+ * The primary's configuration: one zod schema over command-line options and `RONDA_*` environment
+ * variables (the command line wins). A bad value is reported by option name and rule.
+ */
+import path from 'node:path';
+import { z } from 'zod';
+import { ArgsError, kebabCase, parseArgs, withEnvironment } from './args';
+import { describeIssue } from './errors';
+
+export const DEFAULT_HOST = '127.0.0.1';
+export const DEFAULT_PORT = 5000;
+
+/** An integer option given as text (command line, environment) or as a number (tests). */
+export function intOption(min: number, max: number) {
+  return z.preprocess(
+    (value) => (typeof value === 'string' && /^-?\d+$/.test(value.trim()) ? Number(value) : value),
+    z.number().int().min(min).max(max),
+  );
+}
+
+/** A flag: present on the command line, or `1`/`true`/`0`/`false` in the environment. */
+export const flagOption = z.preprocess((value) => {
+  if (typeof value !== 'string') return value;
+  if (/^(1|true|yes)$/i.test(value)) return true;
+  if (/^(0|false|no)$/i.test(value)) return false;
+  return value;
+}, z.boolean());
+
+export const HostSchema = z.string().min(1).max(255);
+export const PortSchema = intOption(0, 65535);
+
+export const ServerConfigSchema = z
+  .strictObject({
+    host: HostSchema.default(DEFAULT_HOST),
+    port: PortSchema.default(DEFAULT_PORT),
+    workers: intOption(1, 64).default(3),
+    dataDir: z.string().min(1).default('data'),
+    /** A module that exports more task kinds; loaded by every worker. */
+    handlers: z.string().min(1).optional(),
+    quiet: flagOption.default(false),
+    /** Required to listen on anything but loopback; clients send it in `hello`. */
+    token: z.string().min(8).max(1024).optional(),
+    taskTimeoutMs: intOption(1, 3_600_000).default(90_000),
+    maxTaskTimeoutMs: intOption(1, 3_600_000).default(600_000),
+    maxConnections: intOption(1, 100_000).default(1_000),
+    maxInflightPerWorker: intOption(1, 10_000).default(256),
+    maxQueue: intOption(1, 1_000_000).default(10_000),
+    /** How many worker deaths a task may cause before it is failed with WORKER_LOST. */
+    maxAttempts: intOption(1, 100).default(3),
+    idleTimeoutMs: intOption(0, 86_400_000).default(300_000),
+    shutdownTimeoutMs: intOption(0, 600_000).default(10_000),
+    help: flagOption.default(false),
+  })
+  .refine((config) => config.maxTaskTimeoutMs >= config.taskTimeoutMs, {
+    path: ['maxTaskTimeoutMs'],
+    message: 'must be at least --task-timeout-ms',
+  })
+  .refine((config) => isLoopback(config.host) || config.token !== undefined, {
+    path: ['token'],
+    message: 'is required to listen on a non-loopback address (or set RONDA_TOKEN)',
+  });
+
+export type ServerConfig = z.infer<typeof ServerConfigSchema>;
+
+const SERVER_FLAGS = new Set(['quiet', 'help']);
+
+export const SERVER_USAGE = `Usage: npm start -- [options]        (or: node dist/server/main.js [options])
+
+Options (each also read from the environment variable shown):
+  --host <addr>                  address to listen on        RONDA_HOST       (127.0.0.1)
+  --port <n>                     TCP port, 0 picks a free one RONDA_PORT       (5000)
+  --workers <n>                  worker processes, 1-64      RONDA_WORKERS    (3)
+  --data-dir <dir>               where workerN.db files live RONDA_DATA_DIR   (./data)
+  --handlers <module>            extra task kinds to load    RONDA_HANDLERS
+  --token <secret>               required unless loopback    RONDA_TOKEN
+  --task-timeout-ms <n>          default time limit per task RONDA_TASK_TIMEOUT_MS     (90000)
+  --max-task-timeout-ms <n>      largest per-task timeoutMs  RONDA_MAX_TASK_TIMEOUT_MS (600000)
+  --max-connections <n>          open client connections     RONDA_MAX_CONNECTIONS     (1000)
+  --max-inflight-per-worker <n>  tasks a worker holds at once RONDA_MAX_INFLIGHT_PER_WORKER (256)
+  --max-queue <n>                tasks queued before reading pauses RONDA_MAX_QUEUE  (10000)
+  --max-attempts <n>             worker deaths a task may cause     RONDA_MAX_ATTEMPTS (3)
+  --idle-timeout-ms <n>          close idle connections, 0 = never  RONDA_IDLE_TIMEOUT_MS (300000)
+  --shutdown-timeout-ms <n>      drain deadline on Ctrl-C           RONDA_SHUTDOWN_TIMEOUT_MS (10000)
+  --quiet                        no per-task log lines              RONDA_QUIET
+  --help                         this text`;
+
+export type ConfigResult = { ok: true; config: ServerConfig } | { ok: false; message: string };
+
+/** Reads the primary's configuration; never throws. */
+export function loadServerConfig(argv: readonly string[], env: NodeJS.ProcessEnv): ConfigResult {
+  let options: Record<string, string | true>;
+  try {
+    const parsed = parseArgs(argv, SERVER_FLAGS);
+    if (parsed.positionals.length > 0) {
+      return { ok: false, message: `unexpected argument "${parsed.positionals[0]}"` };
+    }
+    options = withEnvironment(parsed.options, Object.keys(ServerConfigSchema.shape), env);
+  } catch (error) {
+    if (error instanceof ArgsError) return { ok: false, message: error.message };
+    throw error;
+  }
+  const result = ServerConfigSchema.safeParse(options);
+  if (!result.success) return { ok: false, message: describeOptionIssues(result.error.issues) };
+  return { ok: true, config: { ...result.data, dataDir: path.resolve(result.data.dataDir) } };
+}
+
+/** Names each issue by its option, e.g. `--port must be at most 65535`. */
+export function describeOptionIssues(issues: readonly z.core.$ZodIssue[]): string {
+  return issues
+    .map((issue) => {
+      const [option, ...rest] = issue.path;
+      const name = option === undefined ? 'options' : `--${kebabCase(String(option))}`;
+      if (issue.code === 'unrecognized_keys') {
+        return `unknown option${issue.keys.length > 1 ? 's' : ''} ${issue.keys
+          .map((key) => `--${kebabCase(key)}`)
+          .join(', ')}`;
+      }
+      return describeIssue({ ...issue, path: rest }, name);
+    })
+    .join('; ');
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}

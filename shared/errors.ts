@@ -1,0 +1,130 @@
+import type { z } from 'zod';
+
+/**
+ * Stable error codes. Clients may switch on these; the messages beside them are for people and may
+ * change. Documented in docs/protocol.md.
+ */
+export const ErrorCode = {
+  /** A line that starts with `{` is not valid JSON. */
+  BAD_JSON: 'BAD_JSON',
+  /** Valid JSON that is not a valid client message (unknown type, missing or unknown field). */
+  BAD_MESSAGE: 'BAD_MESSAGE',
+  /** A line is not valid UTF-8. */
+  BAD_UTF8: 'BAD_UTF8',
+  /** A line is longer than the limit; the connection is closed after this error. */
+  LINE_TOO_LONG: 'LINE_TOO_LONG',
+  /** No worker knows this task kind. */
+  UNKNOWN_KIND: 'UNKNOWN_KIND',
+  /** The payload does not fit the kind's schema. */
+  BAD_PAYLOAD: 'BAD_PAYLOAD',
+  /** The kind's handler threw or rejected. */
+  HANDLER_FAILED: 'HANDLER_FAILED',
+  /** The task killed its worker too many times and will not be tried again. */
+  WORKER_LOST: 'WORKER_LOST',
+  /** The task ran past its time limit; its worker was replaced. */
+  TIMEOUT: 'TIMEOUT',
+  /** The id is already in flight on this connection. */
+  DUPLICATE_ID: 'DUPLICATE_ID',
+  /** The server is at its connection limit. */
+  TOO_MANY_CONNECTIONS: 'TOO_MANY_CONNECTIONS',
+  /** A token is required and the first message was not a `hello` carrying it. */
+  UNAUTHORIZED: 'UNAUTHORIZED',
+  /** The connection sat idle past the limit. */
+  IDLE_TIMEOUT: 'IDLE_TIMEOUT',
+  /** The server is shutting down and takes no new tasks. */
+  SHUTTING_DOWN: 'SHUTTING_DOWN',
+  /** Something failed inside Ronda itself; a bug or an I/O failure. */
+  INTERNAL: 'INTERNAL',
+} as const;
+
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export const ERROR_CODES = Object.values(ErrorCode) as [ErrorCode, ...ErrorCode[]];
+
+/** An error as it travels over a socket or IPC: data, never a thrown object. */
+export interface ErrorData {
+  code: ErrorCode;
+  message: string;
+}
+
+/** An error that carries a stable code. */
+export class RondaError extends Error {
+  override readonly name = 'RondaError';
+
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+
+  toData(): ErrorData {
+    return { code: this.code, message: this.message };
+  }
+}
+
+/**
+ * Turns zod issues into one sentence that names the field and the rule, e.g.
+ * `payload.n must be an integer from 0 to 40`. `root` names the value that was parsed.
+ */
+export function describeIssues(issues: readonly z.core.$ZodIssue[], root = ''): string {
+  return issues
+    .slice(0, 3)
+    .map((issue) => describeIssue(issue, root))
+    .join('; ');
+}
+
+/** One zod issue as text; `root` names the value the issue's path starts from. */
+export function describeIssue(issue: z.core.$ZodIssue, root: string): string {
+  const path = [root, ...issue.path.map(String)].filter((part) => part !== '').join('.');
+  const subject = path === '' ? 'value' : path;
+  switch (issue.code) {
+    case 'invalid_type':
+      return issue.input === undefined
+        ? `${subject} is required`
+        : `${subject} must be ${article(issue.expected)}, not ${typeName(issue.input)}`;
+    case 'too_small':
+    case 'too_big':
+      return `${subject} ${describeBound(issue)}`;
+    case 'unrecognized_keys':
+      return `${subject === 'value' ? 'message' : subject} has unknown field${
+        issue.keys.length > 1 ? 's' : ''
+      } ${issue.keys.map((key) => `"${key}"`).join(', ')}`;
+    case 'invalid_union':
+      return `${subject} is not any of the accepted forms`;
+    case 'invalid_value':
+      return `${subject} must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
+    default:
+      return `${subject}: ${issue.message}`;
+  }
+}
+
+function describeBound(issue: z.core.$ZodIssueTooSmall | z.core.$ZodIssueTooBig): string {
+  const limit = Number(issue.code === 'too_small' ? issue.minimum : issue.maximum);
+  const inclusive = issue.inclusive !== false;
+  const atLeast = issue.code === 'too_small';
+  if (issue.origin === 'string') {
+    return `must be ${atLeast ? 'at least' : 'at most'} ${limit} character${limit === 1 ? '' : 's'} long`;
+  }
+  if (issue.origin === 'array') {
+    return `must have ${atLeast ? 'at least' : 'at most'} ${limit} item${limit === 1 ? '' : 's'}`;
+  }
+  const relation = atLeast
+    ? inclusive
+      ? 'at least'
+      : 'greater than'
+    : inclusive
+      ? 'at most'
+      : 'less than';
+  return `must be ${relation} ${limit}`;
+}
+
+function article(expected: string): string {
+  return /^[aeiou]/.test(expected) ? `an ${expected}` : `a ${expected}`;
+}
+
+function typeName(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
+}

@@ -1,0 +1,184 @@
+/**
+ * Every message that crosses a socket or an IPC channel, as zod schemas. One discriminated union
+ * per direction; the TypeScript types are inferred from them. docs/protocol.md describes the same
+ * messages for people.
+ */
+import { z } from 'zod';
+import { ERROR_CODES } from './errors';
+
+/** Longest line the server reads, newline excluded. */
+export const MAX_LINE_BYTES = 1024 * 1024;
+/** Deepest nesting of arrays and objects accepted in a payload. */
+export const MAX_PAYLOAD_DEPTH = 32;
+/** Most rows one `results` request returns. */
+export const MAX_RESULTS_LIMIT = 1000;
+export const DEFAULT_RESULTS_LIMIT = 20;
+export const PROTOCOL_VERSION = 1;
+
+export const TaskIdSchema = z.string().min(1).max(128);
+export const KindSchema = z
+  .string()
+  .regex(/^[a-z][a-z0-9_-]{0,31}$/, 'must be lowercase letters, digits, "-" or "_", up to 32');
+export const SlotSchema = z.number().int().min(1).max(64);
+
+export const ErrorDataSchema = z.strictObject({
+  code: z.enum(ERROR_CODES),
+  message: z.string(),
+});
+
+/** A JSON value no deeper than MAX_PAYLOAD_DEPTH, so that re-encoding it can never overflow. */
+export const PayloadSchema = z.unknown().refine((value) => value !== undefined, 'is required').refine(
+  (value) => depthWithin(value, MAX_PAYLOAD_DEPTH),
+  `must not nest deeper than ${MAX_PAYLOAD_DEPTH} levels`,
+);
+
+function depthWithin(value: unknown, limit: number): boolean {
+  if (typeof value !== 'object' || value === null) return true;
+  if (limit === 0) return false;
+  for (const child of Object.values(value)) {
+    if (!depthWithin(child, limit - 1)) return false;
+  }
+  return true;
+}
+
+// ---- client -> server -------------------------------------------------------------------------
+
+export const HelloSchema = z.strictObject({
+  type: z.literal('hello'),
+  token: z.string().max(1024).optional(),
+  client: z.string().max(128).optional(),
+});
+
+export const SubmitSchema = z.strictObject({
+  type: z.literal('submit'),
+  id: TaskIdSchema.optional(),
+  kind: KindSchema.default('text'),
+  payload: PayloadSchema,
+  timeoutMs: z.number().int().min(1).optional(),
+});
+
+export const ResultsQuerySchema = z.strictObject({
+  type: z.literal('results'),
+  limit: z.number().int().min(1).max(MAX_RESULTS_LIMIT).default(DEFAULT_RESULTS_LIMIT),
+  worker: SlotSchema.optional(),
+  id: TaskIdSchema.optional(),
+});
+
+export const StatsQuerySchema = z.strictObject({ type: z.literal('stats') });
+
+export const ClientMessageSchema = z.discriminatedUnion('type', [
+  HelloSchema,
+  SubmitSchema,
+  ResultsQuerySchema,
+  StatsQuerySchema,
+]);
+export type ClientMessage = z.infer<typeof ClientMessageSchema>;
+export type Submit = z.infer<typeof SubmitSchema>;
+export type ResultsQuery = z.infer<typeof ResultsQuerySchema>;
+
+// ---- server -> client -------------------------------------------------------------------------
+
+export const ResultRowSchema = z.strictObject({
+  task_id: z.string(),
+  client_id: z.string().nullable(),
+  kind: z.string(),
+  task: z.string(),
+  result: z.unknown(),
+  status: z.enum(['done', 'failed']),
+  worker: z.number().int(),
+  timestamp: z.string(),
+});
+export type ResultRow = z.infer<typeof ResultRowSchema>;
+
+export const WorkerStateSchema = z.enum(['starting', 'ready', 'backoff', 'stopping', 'stopped']);
+export type WorkerState = z.infer<typeof WorkerStateSchema>;
+
+export const WorkerStatsSchema = z.strictObject({
+  slot: z.number().int(),
+  pid: z.number().int().nullable(),
+  state: WorkerStateSchema,
+  done: z.number().int(),
+  failed: z.number().int(),
+  inflight: z.number().int(),
+  restarts: z.number().int(),
+  uptimeMs: z.number(),
+});
+export type WorkerStats = z.infer<typeof WorkerStatsSchema>;
+
+export const ServerMessageSchema = z.discriminatedUnion('type', [
+  z.strictObject({
+    type: z.literal('hello'),
+    server: z.literal('ronda'),
+    protocol: z.number().int(),
+    kinds: z.array(z.string()),
+  }),
+  z.strictObject({
+    type: z.literal('done'),
+    id: z.string(),
+    taskId: z.string(),
+    kind: z.string(),
+    worker: z.number().int(),
+    result: z.unknown(),
+    ms: z.number(),
+  }),
+  z.strictObject({
+    type: z.literal('failed'),
+    id: z.string(),
+    taskId: z.string().optional(),
+    kind: z.string(),
+    worker: z.number().int().optional(),
+    error: ErrorDataSchema,
+    ms: z.number().optional(),
+  }),
+  z.strictObject({
+    type: z.literal('error'),
+    code: z.enum(ERROR_CODES),
+    message: z.string(),
+    id: z.string().optional(),
+  }),
+  z.strictObject({ type: z.literal('results'), rows: z.array(ResultRowSchema) }),
+  z.strictObject({
+    type: z.literal('stats'),
+    workers: z.array(WorkerStatsSchema),
+    queued: z.number().int(),
+    connections: z.number().int(),
+    accepted: z.number().int(),
+    uptimeMs: z.number(),
+  }),
+]);
+export type ServerMessage = z.infer<typeof ServerMessageSchema>;
+export type DoneReply = Extract<ServerMessage, { type: 'done' }>;
+export type FailedReply = Extract<ServerMessage, { type: 'failed' }>;
+export type StatsReply = Extract<ServerMessage, { type: 'stats' }>;
+
+// ---- primary <-> worker (IPC) -----------------------------------------------------------------
+
+export const TaskSpecSchema = z.strictObject({
+  taskId: TaskIdSchema,
+  clientId: TaskIdSchema.optional(),
+  kind: KindSchema,
+  payload: z.unknown(),
+  /** Set when an earlier worker in this slot may have stored a result for the task already. */
+  redelivered: z.literal(true).optional(),
+  /** Store this failure instead of running the task (unless a result is stored already). */
+  failWith: ErrorDataSchema.optional(),
+});
+export type TaskSpec = z.infer<typeof TaskSpecSchema>;
+
+export const ToWorkerSchema = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('tasks'), tasks: z.array(TaskSpecSchema).min(1) }),
+  z.strictObject({ type: z.literal('shutdown') }),
+]);
+export type ToWorker = z.infer<typeof ToWorkerSchema>;
+
+export const TaskOutcomeSchema = z.discriminatedUnion('status', [
+  z.strictObject({ taskId: TaskIdSchema, status: z.literal('done'), result: z.unknown() }),
+  z.strictObject({ taskId: TaskIdSchema, status: z.literal('failed'), error: ErrorDataSchema }),
+]);
+export type TaskOutcome = z.infer<typeof TaskOutcomeSchema>;
+
+export const FromWorkerSchema = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('ready'), pid: z.number().int(), kinds: z.array(KindSchema).min(1) }),
+  z.strictObject({ type: z.literal('outcomes'), outcomes: z.array(TaskOutcomeSchema).min(1) }),
+]);
+export type FromWorker = z.infer<typeof FromWorkerSchema>;

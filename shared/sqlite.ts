@@ -1,0 +1,42 @@
+/** Promise wrappers over the callback API of the `sqlite3` package. */
+import sqlite3 from 'sqlite3';
+
+export type Database = sqlite3.Database;
+
+export function openDatabase(file: string, mode: 'readwrite' | 'readonly'): Promise<Database> {
+  const flags =
+    mode === 'readonly' ? sqlite3.OPEN_READONLY : sqlite3.OPEN_READWRITE | sqlite3.OPEN_CREATE;
+  return new Promise((resolve, reject) => {
+    const db: Database = new sqlite3.Database(file, flags, (error) =>
+      error === null ? resolve(db) : reject(error),
+    );
+  });
+}
+
+export function exec(db: Database, sql: string): Promise<void> {
+  return new Promise((resolve, reject) => db.exec(sql, (error) => (error === null ? resolve() : reject(error))));
+}
+
+export function run(db: Database, sql: string, params: readonly unknown[] = []): Promise<void> {
+  return new Promise((resolve, reject) =>
+    db.run(sql, params, (error: Error | null) => (error === null ? resolve() : reject(error))),
+  );
+}
+
+export function all<Row>(db: Database, sql: string, params: readonly unknown[] = []): Promise<Row[]> {
+  return new Promise((resolve, reject) =>
+    db.all(sql, params, (error: Error | null, rows: Row[]) => (error === null ? resolve(rows) : reject(error))),
+  );
+}
+
+export function get<Row>(db: Database, sql: string, params: readonly unknown[] = []): Promise<Row | undefined> {
+  return new Promise((resolve, reject) =>
+    db.get(sql, params, (error: Error | null, row: Row | undefined) =>
+      error === null ? resolve(row) : reject(error),
+    ),
+  );
+}
+
+export function close(db: Database): Promise<void> {
+  return new Promise((resolve, reject) => db.close((error) => (error === null ? resolve() : reject(error))));
+}

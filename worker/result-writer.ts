@@ -1,0 +1,126 @@
+import { RESULT_COLUMNS, toStoredOutcome, type EncodedValue, type StoredOutcome } from '../shared/results-db';
+import { all, exec, run, type Database } from '../shared/sqlite';
+
+/** Rows per INSERT statement: 9 parameters each stays far below SQLite's 32,766. */
+export const MAX_ROWS_PER_INSERT = 500;
+
+export interface ResultRecord {
+  taskId: string;
+  clientId: string | undefined;
+  kind: string;
+  /** The payload and the result (or error) as stored: see encodeValue. */
+  task: EncodedValue;
+  result: EncodedValue;
+  outcome: StoredOutcome;
+}
+
+/** Called once per commit with the records it made durable, or with the error that lost them. */
+export type CommitListener = (records: ResultRecord[], error: Error | undefined) => void;
+
+const ROW_PLACEHOLDERS = `(${RESULT_COLUMNS.map(() => '?').join(', ')})`;
+
+/**
+ * Group commit: records added while a commit is running are written together by the next one, in
+ * one multi-row INSERT per MAX_ROWS_PER_INSERT rows and one transaction. A record added to an idle
+ * writer is committed on the next turn of the event loop, so a lone task never waits for a batch to
+ * fill, and the tasks of one IPC message land in one transaction.
+ */
+export class ResultWriter {
+  private buffer: ResultRecord[] = [];
+  private running: Promise<void> | undefined;
+  private readonly statements = new Map<number, string>();
+  private onCommit: CommitListener = () => undefined;
+
+  constructor(
+    private readonly db: Database,
+    private readonly slot: number,
+  ) {}
+
+  /** Sets the one listener told about each commit. */
+  listen(listener: CommitListener): void {
+    this.onCommit = listener;
+  }
+
+  add(record: ResultRecord): void {
+    this.buffer.push(record);
+    this.running ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.drain());
+  }
+
+  /** Resolves once every record added so far is committed (or reported lost). */
+  async idle(): Promise<void> {
+    while (this.running !== undefined) await this.running;
+  }
+
+  /** Stored outcomes for those of `taskIds` that have a row already. */
+  async findStored(taskIds: readonly string[]): Promise<Map<string, StoredOutcome>> {
+    const found = new Map<string, StoredOutcome>();
+    if (taskIds.length === 0) return found;
+    const rows = await all<{ task_id: string; result: string | null; result_json: number; status: 'done' | 'failed' }>(
+      this.db,
+      `SELECT task_id, result, result_json, status FROM results WHERE task_id IN (${taskIds.map(() => '?').join(', ')})`,
+      taskIds,
+    );
+    for (const row of rows) found.set(row.task_id, toStoredOutcome(row));
+    return found;
+  }
+
+  private async drain(): Promise<void> {
+    while (this.buffer.length > 0) {
+      const batch = this.buffer;
+      this.buffer = [];
+      try {
+        await this.insert(batch);
+        this.onCommit(batch, undefined);
+      } catch (error) {
+        this.onCommit(batch, error instanceof Error ? error : new Error(String(error)));
+      }
+    }
+    this.running = undefined;
+  }
+
+  private async insert(batch: readonly ResultRecord[]): Promise<void> {
+    const timestamp = new Date().toISOString();
+    const single = batch.length <= MAX_ROWS_PER_INSERT;
+    if (!single) await exec(this.db, 'BEGIN');
+    try {
+      for (let start = 0; start < batch.length; start += MAX_ROWS_PER_INSERT) {
+        const chunk = batch.slice(start, start + MAX_ROWS_PER_INSERT);
+        await run(this.db, this.insertSql(chunk.length), this.params(chunk, timestamp));
+      }
+      if (!single) await exec(this.db, 'COMMIT');
+    } catch (error) {
+      if (!single) await exec(this.db, 'ROLLBACK').catch(() => undefined);
+      throw error;
+    }
+  }
+
+  private insertSql(rows: number): string {
+    let sql = this.statements.get(rows);
+    if (sql === undefined) {
+      // OR IGNORE: a task id is stored once; a second write of it must not sink its whole batch.
+      sql = `INSERT OR IGNORE INTO results (${RESULT_COLUMNS.join(', ')}) VALUES ${Array(rows)
+        .fill(ROW_PLACEHOLDERS)
+        .join(', ')}`;
+      this.statements.set(rows, sql);
+    }
+    return sql;
+  }
+
+  private params(chunk: readonly ResultRecord[], timestamp: string): unknown[] {
+    const params: unknown[] = [];
+    for (const record of chunk) {
+      params.push(
+        record.taskId,
+        record.clientId ?? null,
+        record.kind,
+        record.task.text,
+        record.result.text,
+        record.result.json,
+        record.outcome.status,
+        this.slot,
+        timestamp,
+      );
+    }
+    return params;
+  }
+}
