@@ -1,0 +1,44 @@
+#!/usr/bin/env node
+/**
+ * `ronda <command>`: the client's entry point. It only picks the command; each lives in its own
+ * module.
+ */
+import { Output } from './output';
+
+const USAGE = `Usage: ronda <command> [options]
+
+Commands:
+  client              interactive console (the default)
+  submit <task...>    submit tasks and print their results (- reads one task per line)
+  results             the latest stored results
+  stats               the workers and their counters
+  bench               measure throughput, latency and recovery`;
+
+type Command = (argv: string[], output: Output) => Promise<number>;
+
+const COMMANDS: Record<string, () => Promise<Command>> = {};
+
+async function main(): Promise<number> {
+  const output = new Output();
+  const [name = 'client', ...rest] = process.argv.slice(2);
+  if (name === '--help' || name === '-h' || name === 'help') {
+    output.line(USAGE);
+    return 0;
+  }
+  const load = COMMANDS[name];
+  if (load === undefined) {
+    output.error(`ronda: unknown command "${name}"\n\n${USAGE}`);
+    return 2;
+  }
+  return (await load())(rest, output);
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    new Output().error(`ronda: ${error instanceof Error ? error.message : String(error)}`);
+    process.exitCode = 1;
+  },
+);

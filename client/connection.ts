@@ -1,0 +1,234 @@
+/**
+ * A client's connection to a Ronda server, with no presentation: framing, request/reply matching
+ * by id, and close handling. The CLI, the benchmark and the tests all use this alone.
+ */
+import { EventEmitter } from 'node:events';
+import net from 'node:net';
+import { ErrorCode, RondaError, type ErrorData } from '../shared/errors';
+import { LineSplitter } from '../shared/framing';
+import {
+  ServerMessageSchema,
+  type DoneReply,
+  type FailedReply,
+  type ResultRow,
+  type ServerMessage,
+  type StatsReply,
+} from '../shared/protocol';
+
+/** Longest reply line a client accepts (a `results` reply can carry many large rows). */
+export const MAX_REPLY_BYTES = 256 * 1024 * 1024;
+
+export interface ConnectOptions {
+  host: string;
+  port: number;
+  /** Sent in a `hello` first when set. */
+  token?: string | undefined;
+  connectTimeoutMs?: number;
+}
+
+export interface SubmitOptions {
+  /** The task's id; one is made up when absent. Must not be in flight already. */
+  id?: string;
+  timeoutMs?: number;
+}
+
+export type TaskReply = DoneReply | FailedReply;
+
+type Waiter<T> = { resolve: (value: T) => void; reject: (error: Error) => void };
+
+/**
+ * Events: `error` (a protocol error the server sent that no request is waiting for, as a
+ * RondaError), `close` (the connection is gone; every pending request has been rejected).
+ */
+export class RondaConnection extends EventEmitter {
+  private readonly splitter = new LineSplitter(MAX_REPLY_BYTES);
+  private readonly submits = new Map<string, Waiter<TaskReply>>();
+  private readonly statsWaiters: Waiter<StatsReply>[] = [];
+  private readonly resultsWaiters: Waiter<ResultRow[]>[] = [];
+  private helloWaiter: Waiter<void> | undefined;
+  /** Results queries are sent one at a time: their replies carry no id to match them by. */
+  private resultsChain: Promise<unknown> = Promise.resolve();
+  private nextId = 0;
+  private closedError: Error | undefined;
+
+  private constructor(private readonly socket: net.Socket) {
+    super();
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (error) => {
+      this.closedError ??= new RondaError(ErrorCode.INTERNAL, `connection error: ${error.message}`);
+    });
+    socket.on('close', () => this.onClose());
+  }
+
+  /** Connects (and says hello with the token, if one is given). */
+  static connect(options: ConnectOptions): Promise<RondaConnection> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect({ host: options.host, port: options.port });
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new Error(`timed out connecting to ${options.host}:${options.port}`));
+      }, options.connectTimeoutMs ?? 5_000);
+      socket.once('error', (error) => {
+        clearTimeout(timer);
+        reject(error);
+      });
+      socket.once('connect', () => {
+        clearTimeout(timer);
+        socket.removeAllListeners('error');
+        const connection = new RondaConnection(socket);
+        if (options.token === undefined) resolve(connection);
+        else connection.hello(options.token).then(() => resolve(connection), reject);
+      });
+    });
+  }
+
+  get closed(): boolean {
+    return this.closedError !== undefined || this.socket.destroyed;
+  }
+
+  /** Pending submits. */
+  get inflight(): number {
+    return this.submits.size;
+  }
+
+  hello(token: string | undefined): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.helloWaiter = { resolve, reject };
+      this.write(token === undefined ? { type: 'hello' } : { type: 'hello', token });
+    });
+  }
+
+  /** Submits a task; resolves with its `done` or `failed` reply. */
+  submit(kind: string, payload: unknown, options: SubmitOptions = {}): Promise<TaskReply> {
+    const id = options.id ?? `c${(this.nextId++).toString(36)}`;
+    return new Promise((resolve, reject) => {
+      if (this.submits.has(id)) {
+        reject(new RondaError(ErrorCode.DUPLICATE_ID, `id "${id}" is already in flight`));
+        return;
+      }
+      this.submits.set(id, { resolve, reject });
+      this.write({ type: 'submit', id, kind, payload, ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }) });
+    });
+  }
+
+  stats(): Promise<StatsReply> {
+    return new Promise((resolve, reject) => {
+      this.statsWaiters.push({ resolve, reject });
+      this.write({ type: 'stats' });
+    });
+  }
+
+  results(query: { limit?: number; worker?: number; id?: string } = {}): Promise<ResultRow[]> {
+    const next = this.resultsChain.then(
+      () =>
+        new Promise<ResultRow[]>((resolve, reject) => {
+          this.resultsWaiters.push({ resolve, reject });
+          this.write({ type: 'results', ...query });
+        }),
+    );
+    this.resultsChain = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Ends the connection; resolves once it is closed. */
+  close(): Promise<void> {
+    if (this.socket.destroyed) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.socket.once('close', () => resolve());
+      this.socket.end();
+    });
+  }
+
+  private write(message: object): void {
+    if (this.closed) {
+      queueMicrotask(() => this.rejectAll(this.closedError ?? new RondaError(ErrorCode.INTERNAL, 'connection closed')));
+      return;
+    }
+    this.socket.write(`${JSON.stringify(message)}\n`);
+  }
+
+  private onData(chunk: Buffer): void {
+    for (const line of this.splitter.push(chunk)) {
+      if (!line.ok) {
+        this.fail(new RondaError(line.code, 'unreadable reply from the server'));
+        return;
+      }
+      let message: ServerMessage;
+      try {
+        const parsed = ServerMessageSchema.safeParse(JSON.parse(line.text));
+        if (!parsed.success) throw new Error(parsed.error.message);
+        message = parsed.data;
+      } catch (error) {
+        this.fail(new RondaError(ErrorCode.BAD_MESSAGE, `unexpected reply from the server: ${(error as Error).message}`));
+        return;
+      }
+      this.onMessage(message);
+    }
+  }
+
+  private onMessage(message: ServerMessage): void {
+    switch (message.type) {
+      case 'done':
+      case 'failed': {
+        const waiter = this.submits.get(message.id);
+        this.submits.delete(message.id);
+        waiter?.resolve(message);
+        return;
+      }
+      case 'stats':
+        this.statsWaiters.shift()?.resolve(message);
+        return;
+      case 'results':
+        this.resultsWaiters.shift()?.resolve(message.rows);
+        return;
+      case 'hello':
+        this.helloWaiter?.resolve();
+        this.helloWaiter = undefined;
+        return;
+      case 'error':
+        this.onError(message);
+        return;
+      default: {
+        const unreachable: never = message;
+        throw new Error(`unhandled reply ${JSON.stringify(unreachable)}`);
+      }
+    }
+  }
+
+  private onError(error: ErrorData & { id?: string | undefined }): void {
+    const rondaError = new RondaError(error.code, error.message);
+    const waiter = error.id === undefined ? undefined : this.submits.get(error.id);
+    if (waiter !== undefined && error.id !== undefined) {
+      this.submits.delete(error.id);
+      waiter.reject(rondaError);
+    } else if (this.helloWaiter !== undefined && error.code === ErrorCode.UNAUTHORIZED) {
+      this.helloWaiter.reject(rondaError);
+      this.helloWaiter = undefined;
+    } else if (error.code === ErrorCode.INTERNAL && this.resultsWaiters.length > 0) {
+      this.resultsWaiters.shift()?.reject(rondaError);
+    } else if (this.listenerCount('error') > 0) {
+      this.emit('error', rondaError);
+    }
+  }
+
+  private fail(error: Error): void {
+    this.closedError ??= error;
+    this.socket.destroy();
+  }
+
+  private onClose(): void {
+    this.closedError ??= new RondaError(ErrorCode.INTERNAL, 'the server closed the connection');
+    this.rejectAll(this.closedError);
+    this.emit('close', this.closedError);
+  }
+
+  private rejectAll(error: Error): void {
+    for (const waiter of this.submits.values()) waiter.reject(error);
+    this.submits.clear();
+    for (const waiter of this.statsWaiters.splice(0)) waiter.reject(error);
+    for (const waiter of this.resultsWaiters.splice(0)) waiter.reject(error);
+    this.helloWaiter?.reject(error);
+    this.helloWaiter = undefined;
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * Starts the real compiled primary (dist/server/main.js) on port 0 with a temp data directory,
+ * as a user would, and stops it again. Every cluster started here is stopped by stopClusters(),
+ * which integration suites call in afterEach.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { RondaConnection } from '../../client/connection';
+
+export const ROOT = path.resolve(__dirname, '..', '..');
+export const PRIMARY_SCRIPT = path.join(ROOT, 'dist', 'server', 'main.js');
+export const CLI_SCRIPT = path.join(ROOT, 'dist', 'client', 'cli.js');
+
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export class Cluster {
+  port = 0;
+  private log = '';
+  private readonly exited: Promise<Exit>;
+  private readonly connections: RondaConnection[] = [];
+
+  constructor(
+    readonly process: ChildProcess,
+    readonly dataDir: string,
+    private readonly ownsDataDir: boolean,
+  ) {
+    process.stdout?.setEncoding('utf8').on('data', (text: string) => (this.log += text));
+    process.stderr?.setEncoding('utf8').on('data', (text: string) => (this.log += text));
+    this.exited = new Promise((resolve) => process.once('exit', (code, signal) => resolve({ code, signal })));
+  }
+
+  get pid(): number {
+    return this.process.pid as number;
+  }
+
+  /** Everything the primary and its workers printed so far. */
+  get output(): string {
+    return this.log;
+  }
+
+  /** Resolves with the first match of `pattern` in the output, waiting up to `timeoutMs`. */
+  async waitFor(pattern: RegExp, timeoutMs = 10_000): Promise<RegExpMatchArray> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const match = this.log.match(pattern);
+      if (match !== null) return match;
+      if (this.process.exitCode !== null || this.process.signalCode !== null) {
+        throw new Error(`primary exited before printing ${pattern}:\n${this.log}`);
+      }
+      if (Date.now() > until) throw new Error(`timed out waiting for ${pattern}; output:\n${this.log}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  /** A new client connection, closed by stop(). */
+  async connect(options: { token?: string } = {}): Promise<RondaConnection> {
+    const connection = await RondaConnection.connect({ host: '127.0.0.1', port: this.port, ...options });
+    this.connections.push(connection);
+    return connection;
+  }
+
+  /** Sends `signal` and waits for the primary to exit. */
+  async kill(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 15_000): Promise<Exit> {
+    if (this.process.exitCode === null && this.process.signalCode === null) this.process.kill(signal);
+    const timer = setTimeout(() => this.process.kill('SIGKILL'), timeoutMs);
+    const exit = await this.exited;
+    clearTimeout(timer);
+    return exit;
+  }
+
+  waitForExit(): Promise<Exit> {
+    return this.exited;
+  }
+
+  /** Closes its connections, stops the primary, removes the data directory if it made it. */
+  async stop(): Promise<void> {
+    await Promise.all(this.connections.splice(0).map((connection) => connection.close()));
+    await this.kill('SIGTERM');
+    if (this.ownsDataDir) await rm(this.dataDir, { recursive: true, force: true });
+  }
+}
+
+const running = new Set<Cluster>();
+
+export interface StartOptions {
+  args?: string[];
+  env?: NodeJS.ProcessEnv;
+  /** Use this data directory (kept afterwards) instead of a fresh temp one. */
+  dataDir?: string;
+  /** Resolve before the primary is listening (for tests of failed starts). */
+  wait?: boolean;
+}
+
+/** Starts a primary on 127.0.0.1, port 0, and resolves once it is listening. */
+export async function startCluster(options: StartOptions = {}): Promise<Cluster> {
+  const dataDir = options.dataDir ?? (await makeTempDir());
+  const child = spawn(
+    process.execPath,
+    [PRIMARY_SCRIPT, '--host', '127.0.0.1', '--port', '0', '--data-dir', dataDir, ...(options.args ?? [])],
+    { env: { ...process.env, NO_COLOR: '1', ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const cluster = new Cluster(child, dataDir, options.dataDir === undefined);
+  running.add(cluster);
+  if (options.wait === false) return cluster;
+  const match = await cluster.waitFor(/listening on 127\.0\.0\.1:(\d+)/);
+  cluster.port = Number(match[1]);
+  return cluster;
+}
+
+export function makeTempDir(): Promise<string> {
+  return mkdtemp(path.join(os.tmpdir(), 'ronda-test-'));
+}
+
+/** Stops every cluster started by this file; call it from afterEach. */
+export async function stopClusters(): Promise<void> {
+  const clusters = [...running];
+  running.clear();
+  await Promise.all(clusters.map((cluster) => cluster.stop()));
+}
+
+/** Whether a process with this pid exists (and is not a zombie). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** Polls `condition` every 10 ms until it holds or `timeoutMs` passes. */
+export async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 5_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}

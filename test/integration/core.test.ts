@@ -1,0 +1,118 @@
+import { expect } from 'chai';
+import net from 'node:net';
+import path from 'node:path';
+import { isAlive, startCluster, stopClusters, until } from '../helpers/cluster';
+import { readRows } from '../helpers/db';
+
+describe('cluster (real primary, workers, sockets and SQLite files)', function () {
+  afterEach(stopClusters);
+
+  it('spreads 30 tasks sent one after another round-robin, 10 to each worker file', async function () {
+    const cluster = await startCluster({ args: ['--quiet'] });
+    const client = await cluster.connect();
+    const replies = [];
+    for (let i = 1; i <= 30; i += 1) replies.push(await client.submit('text', `tarea${i}`));
+
+    expect(replies.map((reply) => reply.type === 'done' && reply.worker)).to.deep.equal(
+      Array.from({ length: 30 }, (_, i) => (i % 3) + 1),
+    );
+    for (const slot of [1, 2, 3]) {
+      const rows = await readRows(path.join(cluster.dataDir, `worker${slot}.db`));
+      const expected = Array.from({ length: 10 }, (_, i) => `tarea${i * 3 + slot}`);
+      expect(rows.map((row) => row.task)).to.deep.equal(expected);
+      expect(rows.map((row) => row.result)).to.deep.equal(
+        expected.map((task) => `Task '${task}' processed by worker ${slot}`),
+      );
+      expect(rows.every((row) => row.status === 'done' && row.worker === slot && row.kind === 'text')).to.equal(true);
+    }
+    const results = await client.results({ limit: 30 });
+    expect(results.map((row) => row.task).sort()).to.deep.equal(
+      Array.from({ length: 30 }, (_, i) => `tarea${i + 1}`).sort(),
+    );
+  });
+
+  it('answers every pipelined submit exactly once, matched by id', async function () {
+    const cluster = await startCluster({ args: ['--quiet'] });
+    const client = await cluster.connect();
+    const ids = Array.from({ length: 500 }, (_, i) => `p${i}`);
+    const replies = await Promise.all(ids.map((id) => client.submit('hash', id, { id })));
+    expect(replies.map((reply) => reply.id)).to.deep.equal(ids);
+    expect(replies.every((reply) => reply.type === 'done')).to.equal(true);
+    const counts = new Map<number, number>();
+    for (const slot of [1, 2, 3]) {
+      const rows = await readRows(path.join(cluster.dataDir, `worker${slot}.db`));
+      counts.set(slot, rows.length);
+      for (const row of rows) expect(ids).to.include(row.client_id);
+    }
+    expect([...counts.values()].reduce((a, b) => a + b)).to.equal(500);
+  });
+
+  it('respawns a worker killed with SIGKILL in the same slot, on the same database', async function () {
+    const cluster = await startCluster();
+    const client = await cluster.connect();
+    for (let i = 0; i < 6; i += 1) await client.submit('text', `before${i}`);
+    const before = await client.stats();
+    const victim = before.workers.find((worker) => worker.slot === 2);
+    expect(victim?.pid).to.be.a('number');
+    process.kill(victim?.pid as number, 'SIGKILL');
+
+    await until(async () => {
+      const worker = (await client.stats()).workers.find((w) => w.slot === 2);
+      return worker?.state === 'ready' && worker.pid !== victim?.pid;
+    }, 5_000, 'slot 2 to be ready with a new pid');
+    const after = (await client.stats()).workers.find((worker) => worker.slot === 2);
+    expect(after?.restarts).to.equal(1);
+    expect(cluster.output).to.match(/\[worker 2\] worker pid \d+ died \(signal SIGKILL\)/);
+
+    const replies = [];
+    for (let i = 0; i < 6; i += 1) replies.push(await client.submit('text', `after${i}`));
+    expect(replies.every((reply) => reply.type === 'done')).to.equal(true);
+    const rows = await readRows(path.join(cluster.dataDir, 'worker2.db'));
+    expect(rows.map((row) => row.task)).to.include.members(['before1', 'before4', 'after1', 'after4']);
+  });
+
+  it('answers a seed-style client (no newline, waits for each answer) with one line per task', async function () {
+    const cluster = await startCluster({ args: ['--quiet'] });
+    const socket = net.connect(cluster.port, '127.0.0.1');
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.setEncoding('utf8');
+    const answers: string[] = [];
+    for (const task of ['tarea1', 'tarea1', 'tarea2']) {
+      socket.write(task);
+      answers.push(await new Promise<string>((resolve) => socket.once('data', resolve)));
+    }
+    socket.end();
+    expect(answers).to.deep.equal([
+      "Task 'tarea1' processed by worker 1\n",
+      "Task 'tarea1' processed by worker 2\n",
+      "Task 'tarea2' processed by worker 3\n",
+    ]);
+  });
+
+  it('keeps plain-text replies in the order the lines were sent', async function () {
+    const cluster = await startCluster({ args: ['--quiet'] });
+    const socket = net.connect(cluster.port, '127.0.0.1');
+    socket.setEncoding('utf8');
+    let text = '';
+    socket.on('data', (chunk: string) => (text += chunk));
+    const lines = Array.from({ length: 200 }, (_, i) => `line ${i}`);
+    socket.end(`${lines.join('\n')}\n`);
+    await new Promise((resolve) => socket.once('close', resolve));
+    const answers = text.trimEnd().split('\n');
+    expect(answers).to.have.length(200);
+    answers.forEach((answer, i) => expect(answer).to.match(new RegExp(`^Task 'line ${i}' processed by worker [123]$`)));
+  });
+
+  it('exits 0 on SIGTERM and SIGINT, leaving no worker behind', async function () {
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+      const cluster = await startCluster({ args: ['--quiet'] });
+      const client = await cluster.connect();
+      await client.submit('text', 'one');
+      const pids = (await client.stats()).workers.map((worker) => worker.pid as number);
+      expect(pids.every(isAlive)).to.equal(true);
+      const exit = await cluster.kill(signal);
+      expect(exit).to.deep.equal({ code: 0, signal: null });
+      await until(() => pids.every((pid) => !isAlive(pid)), 2_000, 'workers to be gone');
+    }
+  });
+});
