@@ -79,10 +79,12 @@ export function describeIssue(issue: z.core.$ZodIssue, root: string): string {
   const path = [root, ...issue.path.map(String)].filter((part) => part !== '').join('.');
   const subject = path === '' ? 'value' : path;
   switch (issue.code) {
-    case 'invalid_type':
-      return issue.input === undefined
-        ? `${subject} is required`
-        : `${subject} must be ${article(issue.expected)}, not ${typeName(issue.input)}`;
+    case 'invalid_type': {
+      // zod 4 leaves the input out of issues by default; its message names the received type.
+      const received = /received (\w+)/.exec(issue.message)?.[1];
+      if (received === 'undefined') return `${subject} is required`;
+      return `${subject} must be ${article(issue.expected)}${received === undefined ? '' : `, not ${typeName(received)}`}`;
+    }
     case 'too_small':
     case 'too_big':
       return `${subject} ${describeBound(issue)}`;
@@ -95,7 +97,8 @@ export function describeIssue(issue: z.core.$ZodIssue, root: string): string {
     case 'invalid_value':
       return `${subject} must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
     default:
-      return `${subject}: ${issue.message}`;
+      // Ronda's own messages are written to follow the subject ("must be ..."); zod's are not.
+      return /^[a-z]/.test(issue.message) ? `${subject} ${issue.message}` : `${subject}: ${issue.message}`;
   }
 }
 
@@ -123,8 +126,6 @@ function article(expected: string): string {
   return /^[aeiou]/.test(expected) ? `an ${expected}` : `a ${expected}`;
 }
 
-function typeName(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
+function typeName(received: string): string {
+  return received === 'null' || received === 'NaN' ? received : article(received);
 }
