@@ -25,7 +25,9 @@ const ORPHAN_GRACE_MS = 2_000;
 
 // Typed here and validated by zod where it arrives, in the primary.
 function send(message: FromWorker): void {
-  process.send?.(message);
+  // With the primary gone there is no one to tell; the outcome is stored all the same. The
+  // callback keeps a failed send from becoming an 'error' event that would crash the worker.
+  if (process.connected) process.send?.(message, undefined, undefined, () => undefined);
 }
 
 function fatal(message: string): never {
