@@ -1,0 +1,138 @@
+import { expect } from 'chai';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { z } from 'zod';
+import type { FromWorker, TaskOutcome, TaskSpec } from '../../shared/protocol';
+import { openWorkerDatabase } from '../../shared/results-db';
+import { close, type Database } from '../../shared/sqlite';
+import { BUILTIN_KINDS } from '../../worker/builtin-kinds';
+import { ResultWriter } from '../../worker/result-writer';
+import { TaskRunner } from '../../worker/task-runner';
+import type { TaskKind } from '../../worker/task-kind';
+import { readRows } from '../helpers/db';
+
+describe('worker TaskRunner and ResultWriter (a real SQLite file)', function () {
+  let dir: string;
+  let file: string;
+  let db: Database;
+  let sent: FromWorker[];
+  let runs: number;
+  let runner: TaskRunner;
+
+  const kinds = new Map<string, TaskKind>([
+    ...Object.entries(BUILTIN_KINDS),
+    ['count', { schema: z.string(), run: (text: unknown) => ((runs += 1), `counted ${String(text)}`) }],
+    ['boom', { schema: z.unknown(), run: () => { throw new Error('boom'); } }],
+    ['bigint', { schema: z.unknown(), run: () => 10n }],
+  ]);
+
+  beforeEach(async function () {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'ronda-unit-'));
+    file = path.join(dir, 'worker1.db');
+    db = await openWorkerDatabase(file);
+    sent = [];
+    runs = 0;
+    runner = new TaskRunner(1, kinds, new ResultWriter(db, 1), (message) => sent.push(message));
+  });
+
+  afterEach(async function () {
+    await close(db);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const spec = (taskId: string, kind: string, payload: unknown, extra: Partial<TaskSpec> = {}): TaskSpec => ({
+    taskId,
+    kind,
+    payload,
+    ...extra,
+  });
+
+  function outcomes(): TaskOutcome[] {
+    return sent.flatMap((message) => (message.type === 'outcomes' ? message.outcomes : []));
+  }
+
+  it('commits the tasks of one message together and reports them in one message', async function () {
+    runner.handle({ type: 'tasks', tasks: Array.from({ length: 50 }, (_, i) => spec(`t${i}`, 'text', `tarea${i}`)) });
+    await runner.idle();
+    expect(sent).to.have.length(1);
+    expect(outcomes().map((o) => o.taskId)).to.deep.equal(Array.from({ length: 50 }, (_, i) => `t${i}`));
+    expect(outcomes()[7]).to.deep.equal({ taskId: 't7', status: 'done', result: "Task 'tarea7' processed by worker 1" });
+    const rows = await readRows(file);
+    expect(rows).to.have.length(50);
+    expect(rows[7]).to.include({ task_id: 't7', task: 'tarea7', status: 'done', worker: 1, kind: 'text' });
+    expect(rows[7]?.timestamp).to.match(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  });
+
+  it('reports a batch larger than one INSERT only once all of it is stored', async function () {
+    runner.handle({ type: 'tasks', tasks: Array.from({ length: 1234 }, (_, i) => spec(`t${i}`, 'hash', `x${i}`)) });
+    await runner.idle();
+    // idle() resolves on the report; the rows must be in the file by then.
+    expect(await readRows(file)).to.have.length(1234);
+    expect(sent).to.have.length(1);
+    expect(outcomes()).to.have.length(1234);
+  });
+
+  it('commits a lone task at once, without waiting for a batch to fill', async function () {
+    const started = Date.now();
+    runner.handle({ type: 'tasks', tasks: [spec('solo', 'text', 'one')] });
+    await runner.idle();
+    expect(Date.now() - started).to.be.below(1000);
+    expect(outcomes()).to.deep.equal([{ taskId: 'solo', status: 'done', result: "Task 'one' processed by worker 1" }]);
+  });
+
+  it('does not run a redelivered task that is stored already; returns the stored outcome', async function () {
+    runner.handle({ type: 'tasks', tasks: [spec('once', 'count', 'a')] });
+    await runner.idle();
+    expect(runs).to.equal(1);
+    sent = [];
+    runner.handle({ type: 'tasks', tasks: [spec('once', 'count', 'a', { redelivered: true }), spec('new', 'count', 'b', { redelivered: true })] });
+    await runner.idle();
+    expect(runs).to.equal(2);
+    expect(outcomes()).to.deep.include({ taskId: 'once', status: 'done', result: 'counted a' });
+    expect(outcomes()).to.deep.include({ taskId: 'new', status: 'done', result: 'counted b' });
+    expect((await readRows(file)).map((row) => row.task_id)).to.deep.equal(['once', 'new']);
+  });
+
+  it('stores failWith unless a result is stored already', async function () {
+    runner.handle({ type: 'tasks', tasks: [spec('kept', 'text', 'k')] });
+    await runner.idle();
+    const lost = { code: 'WORKER_LOST', message: 'gone' } as const;
+    runner.handle({
+      type: 'tasks',
+      tasks: [spec('kept', 'text', 'k', { redelivered: true, failWith: lost }), spec('lost', 'count', 'x', { redelivered: true, failWith: lost })],
+    });
+    await runner.idle();
+    expect(runs).to.equal(0);
+    const rows = await readRows(file);
+    expect(rows.map((row) => [row.task_id, row.status])).to.deep.equal([['kept', 'done'], ['lost', 'failed']]);
+    expect(JSON.parse(rows[1]?.result as string)).to.deep.equal(lost);
+    expect(outcomes().find((o) => o.taskId === 'lost')).to.deep.equal({ taskId: 'lost', status: 'failed', error: lost });
+  });
+
+  it('stores failures: bad payload, a throwing handler, a result that is not JSON, an unknown kind', async function () {
+    runner.handle({
+      type: 'tasks',
+      tasks: [spec('f1', 'fib', { n: 99 }), spec('f2', 'boom', null), spec('f3', 'bigint', null), spec('f4', 'nope', 1), spec('ok', 'fib', { n: 10 })],
+    });
+    await runner.idle();
+    const byId = new Map(outcomes().map((o) => [o.taskId, o]));
+    expect(byId.get('f1')).to.deep.equal({ taskId: 'f1', status: 'failed', error: { code: 'BAD_PAYLOAD', message: 'payload.n must be at most 40' } });
+    expect(byId.get('f2')).to.deep.equal({ taskId: 'f2', status: 'failed', error: { code: 'HANDLER_FAILED', message: 'boom' } });
+    expect(byId.get('f3')).to.have.nested.property('error.code', 'HANDLER_FAILED');
+    expect(byId.get('f4')).to.have.nested.property('error.code', 'UNKNOWN_KIND');
+    expect(byId.get('ok')).to.deep.equal({ taskId: 'ok', status: 'done', result: 55 });
+    const rows = await readRows(file);
+    expect(rows.map((row) => row.status)).to.deep.equal(['failed', 'failed', 'failed', 'failed', 'done']);
+  });
+
+  it('runs async kinds concurrently and reports each when it is stored', async function () {
+    const started = Date.now();
+    runner.handle({ type: 'tasks', tasks: [spec('s1', 'sleep', { ms: 150 }), spec('s2', 'sleep', { ms: 150 }), spec('t', 'text', 'fast')] });
+    await runner.idle();
+    expect(Date.now() - started).to.be.below(1000);
+    expect(outcomes()[0]?.taskId).to.equal('t');
+    expect(outcomes().map((o) => o.taskId)).to.have.members(['s1', 's2', 't']);
+    expect(outcomes().find((o) => o.taskId === 's1')).to.deep.equal({ taskId: 's1', status: 'done', result: { sleptMs: 150 } });
+  });
+});
