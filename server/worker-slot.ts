@@ -212,7 +212,10 @@ export class WorkerSlot {
     this.state = 'ready';
     this.readyAt = performance.now();
     this.everReady = true;
-    this.options.logger.info(this.slot, `ready, pid ${pid}`);
+    this.options.logger.info(
+      this.slot,
+      this.restarts === 0 ? `ready, pid ${pid}` : `respawned, ready, pid ${pid} (restart ${this.restarts})`,
+    );
     this.firstReady?.resolve();
     this.firstReady = undefined;
     this.options.events.ready(this, kinds);

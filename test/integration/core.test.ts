@@ -63,6 +63,7 @@ describe('cluster (real primary, workers, sockets and SQLite files)', function (
     const after = (await client.stats()).workers.find((worker) => worker.slot === 2);
     expect(after?.restarts).to.equal(1);
     expect(cluster.output).to.match(/\[worker 2\] worker pid \d+ died \(signal SIGKILL\)/);
+    expect(cluster.output).to.match(/\[worker 2\] respawned, ready, pid \d+ \(restart 1\)/);
 
     const replies = [];
     for (let i = 0; i < 6; i += 1) replies.push(await client.submit('text', `after${i}`));
@@ -101,6 +102,14 @@ describe('cluster (real primary, workers, sockets and SQLite files)', function (
     const answers = text.trimEnd().split('\n');
     expect(answers).to.have.length(200);
     answers.forEach((answer, i) => expect(answer).to.match(new RegExp(`^Task 'line ${i}' processed by worker [123]$`)));
+  });
+
+  it('refuses a bad option with its name and the rule, the usage, and exit code 2', async function () {
+    const cluster = await startCluster({ args: ['--workers', 'many'], wait: false });
+    const exit = await cluster.waitForExit();
+    expect(exit.code).to.equal(2);
+    expect(cluster.output).to.include('ronda: --workers must be a number, not a string');
+    expect(cluster.output).to.include('Usage: npm start');
   });
 
   it('exits 0 on SIGTERM and SIGINT, leaving no worker behind', async function () {
