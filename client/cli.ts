@@ -16,7 +16,9 @@ Commands:
 
 type Command = (argv: string[], output: Output) => Promise<number>;
 
-const COMMANDS: Record<string, () => Promise<Command>> = {};
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  bench: async () => (await import('./bench.js')).benchCommand,
+};
 
 async function main(): Promise<number> {
   const output = new Output();

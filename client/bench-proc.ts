@@ -1,0 +1,86 @@
+/**
+ * What the processes of a local cluster cost while a benchmark phase runs: CPU time of each (from
+ * /proc/<pid>/stat, so "which process is at 100%" is measured, not guessed) and the primary's
+ * resident memory (/proc/<pid>/status). Linux only; elsewhere every figure is undefined.
+ */
+import { readFileSync } from 'node:fs';
+
+/** USER_HZ: the unit of utime/stime in /proc/<pid>/stat; 100 on every Linux architecture Node runs on. */
+const TICKS_PER_S = 100;
+const RSS_SAMPLE_MS = 100;
+
+export interface ProcessMemory {
+  rssMb: number;
+  peakRssMb: number;
+}
+
+/** VmRSS and VmHWM (the peak since the process started) of `pid`, in MB. */
+export function memoryOf(pid: number): ProcessMemory | undefined {
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+  const rss = kb('VmRSS');
+  const hwm = kb('VmHWM');
+  if (Number.isNaN(rss) || Number.isNaN(hwm)) return undefined;
+  return { rssMb: rss / 1024, peakRssMb: hwm / 1024 };
+}
+
+/** CPU seconds (user + system) `pid` has used so far. */
+function cpuSecondsOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces; the fields after its ')' are fixed.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_S;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A process to watch, by a name for the report. */
+export interface Watched {
+  name: string;
+  pid: number;
+}
+
+export interface PhaseCost {
+  /** Percent of one core each process used over the phase (the bench client included). */
+  cpuPercent: Record<string, number>;
+  /** Largest VmRSS of the primary sampled during the phase, in MB. */
+  primaryRssMb: number | undefined;
+}
+
+/** Starts measuring; call the returned function when the phase ends. */
+export function meterPhase(watched: readonly Watched[], primaryPid: number | undefined): () => PhaseCost {
+  const startedAt = performance.now();
+  const startCpu = new Map(watched.map((process) => [process.name, cpuSecondsOf(process.pid)]));
+  const ownStart = process.cpuUsage();
+  let primaryRssMb: number | undefined;
+  const sampleRss = (): void => {
+    if (primaryPid === undefined) return;
+    const memory = memoryOf(primaryPid);
+    if (memory !== undefined) primaryRssMb = Math.max(primaryRssMb ?? 0, memory.rssMb);
+  };
+  sampleRss();
+  const timer = setInterval(sampleRss, RSS_SAMPLE_MS);
+  return () => {
+    clearInterval(timer);
+    sampleRss();
+    const seconds = (performance.now() - startedAt) / 1000;
+    const cpuPercent: Record<string, number> = {};
+    for (const { name, pid } of watched) {
+      const before = startCpu.get(name);
+      const after = cpuSecondsOf(pid);
+      if (before !== undefined && after !== undefined && seconds > 0) {
+        cpuPercent[name] = Math.round(((after - before) / seconds) * 100);
+      }
+    }
+    const own = process.cpuUsage(ownStart);
+    if (seconds > 0) cpuPercent.bench = Math.round(((own.user + own.system) / 1e6 / seconds) * 100);
+    return { cpuPercent, primaryRssMb };
+  };
+}

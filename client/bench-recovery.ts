@@ -1,0 +1,124 @@
+/**
+ * Recovery: kill -9 one worker of a cluster the bench started, while tasks are flowing, and time
+ * (a) its replacement being ready and (b) the completion of every task in flight at the kill,
+ * those the dead worker held included. The replacement's readiness is read from the primary's
+ * log ('died', 'ready, pid N'), whose clock is the one the kill was timed with; polling `stats`
+ * confirms it.
+ */
+import { performance } from 'node:perf_hooks';
+import type { WorkerStats } from '../shared/protocol';
+import { logTime, type BenchTarget } from './bench-cluster';
+import { Failures, withDeadline } from './bench-load';
+import type { RondaConnection, TaskReply } from './connection';
+
+/** A worker younger than this at its death counts as dying young (WorkerSlot's MIN_UPTIME_MS). */
+const MIN_VICTIM_UPTIME_MS = 1_100;
+const POLL_MS = 5;
+const READY_TIMEOUT_MS = 10_000;
+const HELD_TIMEOUT_MS = 30_000;
+/** Tasks each connection keeps in flight while a worker is killed. */
+const BACKGROUND_WINDOW = 32;
+/** How long the load runs before the kill, so that every worker holds tasks. */
+const WARM_MS = 200;
+
+export interface RecoveryResult {
+  /** From the kill to the replacement's 'ready' log line. */
+  readyMs: number;
+  /** From the primary noticing the death ('died') to 'ready'. */
+  diedToReadyMs: number | undefined;
+  /** From the kill to the reply of the last task that was in flight at the kill. */
+  heldDoneMs: number;
+  /** Tasks the victim held at the kill (per `stats` just before it). */
+  held: number;
+  /** Tasks in flight anywhere at the kill. */
+  inflightAtKill: number;
+  failed: number;
+  firstFailure: string | undefined;
+}
+
+export async function measureRecovery(target: BenchTarget, connections: readonly RondaConnection[]): Promise<RecoveryResult> {
+  const control = connections[0] as RondaConnection;
+  const victim = await pickVictim(control);
+  const failures = new Failures();
+  const inflight = new Set<Promise<void>>();
+  let running = true;
+
+  const lane = async (connection: RondaConnection): Promise<void> => {
+    let n = 0;
+    while (running && !connection.closed) {
+      const reply = connection.submit('text', `recovery ${n++}`).then(
+        (result: TaskReply) => failures.note(result),
+        (error: unknown) => failures.note(error instanceof Error ? error : new Error(String(error))),
+      );
+      inflight.add(reply);
+      await reply;
+      inflight.delete(reply);
+    }
+  };
+  const load = Promise.all(
+    connections.flatMap((connection) => Array.from({ length: BACKGROUND_WINDOW }, () => lane(connection))),
+  );
+
+  try {
+    await new Promise((resolve) => setTimeout(resolve, WARM_MS));
+    const before = (await control.stats()).workers.find((worker) => worker.slot === victim.slot);
+    const atKill = [...inflight];
+    const killWallMs = Date.now();
+    const killAt = performance.now();
+    process.kill(victim.pid, 'SIGKILL');
+    const heldDone = withDeadline(
+      Promise.all(atKill).then(() => performance.now() - killAt),
+      HELD_TIMEOUT_MS,
+    );
+    const replacement = await waitForReplacement(control, victim.slot, victim.pid);
+    const heldDoneMs = await heldDone;
+    if (heldDoneMs === undefined) throw new Error(`tasks in flight at the kill were not answered within ${HELD_TIMEOUT_MS} ms`);
+
+    const log = target.log();
+    const readyWall = logTime(log, new RegExp(`ready, pid ${replacement.pid}\\b`), killWallMs);
+    const diedWall = logTime(log, new RegExp(`pid ${victim.pid} died`), killWallMs);
+    return {
+      readyMs: readyWall === undefined ? replacement.seenAt - killAt : Math.max(0, readyWall - killWallMs),
+      diedToReadyMs: readyWall !== undefined && diedWall !== undefined ? readyWall - diedWall : undefined,
+      heldDoneMs,
+      held: before?.inflight ?? 0,
+      inflightAtKill: atKill.length,
+      failed: failures.count,
+      firstFailure: failures.first,
+    };
+  } finally {
+    running = false;
+    await withDeadline(load, HELD_TIMEOUT_MS);
+  }
+}
+
+/** The oldest ready worker, once it is old enough that its death does not count as dying young. */
+async function pickVictim(control: RondaConnection): Promise<{ slot: number; pid: number }> {
+  const deadline = performance.now() + READY_TIMEOUT_MS;
+  while (performance.now() < deadline) {
+    const workers = (await control.stats()).workers.filter(
+      (worker): worker is WorkerStats & { pid: number } => worker.state === 'ready' && worker.pid !== null,
+    );
+    const oldest = workers.sort((a, b) => b.uptimeMs - a.uptimeMs)[0];
+    if (oldest !== undefined && oldest.uptimeMs >= MIN_VICTIM_UPTIME_MS) return { slot: oldest.slot, pid: oldest.pid };
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error('no worker has been ready long enough to be killed');
+}
+
+/** Polls `stats` until the slot has a new, ready worker; returns its pid and when it was seen. */
+async function waitForReplacement(
+  control: RondaConnection,
+  slot: number,
+  oldPid: number,
+): Promise<{ pid: number; seenAt: number }> {
+  const deadline = performance.now() + READY_TIMEOUT_MS;
+  while (performance.now() < deadline) {
+    const worker = (await control.stats()).workers.find((candidate) => candidate.slot === slot);
+    if (worker?.state === 'ready' && worker.pid !== null && worker.pid !== oldPid) {
+      return { pid: worker.pid, seenAt: performance.now() };
+    }
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+  }
+  throw new Error(`worker ${slot} was not replaced within ${READY_TIMEOUT_MS} ms`);
+}

@@ -1,0 +1,246 @@
+/**
+ * Runs the benchmark's phases in order against one cluster and gathers every figure: a warm-up,
+ * saturation, latency at fractions of the measured saturation rate, the seed's one-at-a-time
+ * client, and (on a cluster the bench started) recovery from kill -9 of a worker.
+ */
+import os from 'node:os';
+import type { BenchTarget } from './bench-cluster';
+import { closeAll, connectAll, paced, saturate, serial, type Endpoint } from './bench-load';
+import { memoryOf, meterPhase, type PhaseCost, type Watched } from './bench-proc';
+import { measureRecovery } from './bench-recovery';
+import { spread, targetMet, type CpuByPhase, type Figure, type Spread } from './bench-report';
+import type { RondaConnection } from './connection';
+
+export interface BenchPlan {
+  runs: number;
+  /** Tasks per saturation run. */
+  tasks: number;
+  connections: number;
+  /** Tasks in flight per connection at saturation. */
+  window: number;
+  /** Length of each latency run and each one-at-a-time run. */
+  durationMs: number;
+}
+
+/** Fractions of the measured saturation rate at which latency is measured. */
+export const LATENCY_LOADS = [0.1, 0.5] as const;
+/** Connections that carry the load while a worker is killed. */
+const RECOVERY_CONNECTIONS = 2;
+/** The warm-up's share of a saturation run: enough for the JIT, not enough to matter. */
+const WARMUP_SHARE = 0.2;
+
+/** Issue 5's targets, for a 2-core machine. */
+export const TARGETS = {
+  saturationPerS: 40_000,
+  p50At10Ms: 1.5,
+  p99At10Ms: 10,
+  serialPerS: 5_000,
+  replacementReadyMs: 300,
+  primaryRssMb: 150,
+} as const;
+
+export interface BenchReport {
+  figures: Figure[];
+  cpu: CpuByPhase;
+  failed: number;
+  firstFailure: string | undefined;
+  json: Record<string, unknown>;
+}
+
+type Progress = (text: string) => void;
+
+export async function runBench(
+  target: BenchTarget,
+  endpoint: Endpoint,
+  plan: BenchPlan,
+  progress: Progress,
+): Promise<BenchReport> {
+  const startedAt = new Date().toISOString();
+  const connections = await connectAll(endpoint, plan.connections);
+  const control = connections[0] as RondaConnection;
+  const costs: Record<string, PhaseCost[]> = {};
+  let failed = 0;
+  let firstFailure: string | undefined;
+  const noteFailures = (result: { failed: number; firstFailure: string | undefined }): void => {
+    failed += result.failed;
+    firstFailure ??= result.firstFailure;
+  };
+  /** Runs `body` with the processes' CPU and the primary's memory measured around it. */
+  const metered = async <T>(phase: string, body: () => Promise<T>): Promise<T> => {
+    const stop = meterPhase(await watched(target, control), target.primaryPid);
+    const result = await body();
+    (costs[phase] ??= []).push(stop());
+    return result;
+  };
+
+  try {
+    progress('warming up');
+    noteFailures(await saturate(connections, Math.round(plan.tasks * WARMUP_SHARE), plan.window));
+
+    const saturation: number[] = [];
+    for (let run = 1; run <= plan.runs; run += 1) {
+      const label = `saturation run ${run}/${plan.runs}`;
+      progress(label);
+      const result = await metered('saturation', () =>
+        saturate(connections, plan.tasks, plan.window, (done) => progress(`${label}: ${done}/${plan.tasks}`)),
+      );
+      noteFailures(result);
+      saturation.push(result.tasksPerS);
+    }
+    const saturationSpread = spread(saturation) as Spread;
+
+    const latencyFigures: Figure[] = [];
+    const latencyJson: Record<string, unknown>[] = [];
+    for (const load of LATENCY_LOADS) {
+      const rate = Math.max(1, Math.round(saturationSpread.median * load));
+      const name = `${Math.round(load * 100)}%`;
+      const runs: Awaited<ReturnType<typeof paced>>[] = [];
+      for (let run = 1; run <= plan.runs; run += 1) {
+        progress(`latency at ${name} load (${rate} tasks/s), run ${run}/${plan.runs}`);
+        const result = await metered(`latency ${name}`, () => paced(connections, rate, plan.durationMs));
+        noteFailures(result);
+        runs.push(result);
+      }
+      const at10 = load === 0.1;
+      const figure = (key: 'p50' | 'p90' | 'p99' | 'max', bound?: number): Figure => ({
+        key: `latency${Math.round(load * 100)}.${key}`,
+        label: `latency at ${name} load, ${key}`,
+        unit: 'ms',
+        value: spread(runs.map((result) => result[key])),
+        ...(bound === undefined ? {} : { target: { bound: 'max' as const, value: bound } }),
+      });
+      latencyFigures.push(
+        figure('p50', at10 ? TARGETS.p50At10Ms : undefined),
+        figure('p90'),
+        figure('p99', at10 ? TARGETS.p99At10Ms : undefined),
+        figure('max'),
+      );
+      latencyJson.push({
+        load,
+        offeredPerS: rate,
+        achievedPerS: spread(runs.map((result) => result.achievedPerS)),
+        maxSendLagMs: spread(runs.map((result) => result.maxSendLagMs)),
+      });
+    }
+
+    const serialRuns: Awaited<ReturnType<typeof serial>>[] = [];
+    for (let run = 1; run <= plan.runs; run += 1) {
+      progress(`one task at a time, run ${run}/${plan.runs}`);
+      const result = await metered('one at a time', () => serial(control, plan.durationMs));
+      noteFailures(result);
+      serialRuns.push(result);
+    }
+
+    const recoveryRuns: Awaited<ReturnType<typeof measureRecovery>>[] = [];
+    if (target.primaryPid !== undefined) {
+      const recoveryConnections = connections.slice(0, RECOVERY_CONNECTIONS);
+      for (let run = 1; run <= plan.runs; run += 1) {
+        progress(`kill -9 of a worker, run ${run}/${plan.runs}`);
+        const result = await measureRecovery(target, recoveryConnections);
+        noteFailures(result);
+        recoveryRuns.push(result);
+      }
+    }
+
+    const saturationRss = (costs.saturation ?? []).flatMap((cost) => (cost.primaryRssMb === undefined ? [] : [cost.primaryRssMb]));
+    const figures: Figure[] = [
+      {
+        key: 'saturation',
+        label: `saturation, ${plan.connections}x${plan.window} in flight`,
+        unit: 'tasks/s',
+        value: saturationSpread,
+        target: { bound: 'min', value: TARGETS.saturationPerS },
+      },
+      ...latencyFigures,
+      {
+        key: 'serial',
+        label: 'one at a time (seed-style)',
+        unit: 'tasks/s',
+        value: spread(serialRuns.map((result) => result.tasksPerS)),
+        target: { bound: 'min', value: TARGETS.serialPerS },
+      },
+      { key: 'serial.p50', label: 'one at a time, p50', unit: 'ms', value: spread(serialRuns.map((result) => result.p50)) },
+      {
+        key: 'recovery.ready',
+        label: 'kill -9 -> replacement ready',
+        unit: 'ms',
+        value: spread(recoveryRuns.map((result) => result.readyMs)),
+        target: { bound: 'max', value: TARGETS.replacementReadyMs },
+      },
+      {
+        key: 'recovery.diedToReady',
+        label: "'died' -> 'ready' (primary log)",
+        unit: 'ms',
+        value: spread(recoveryRuns.flatMap((result) => (result.diedToReadyMs === undefined ? [] : [result.diedToReadyMs]))),
+      },
+      {
+        key: 'recovery.heldDone',
+        label: 'kill -9 -> all tasks in flight answered',
+        unit: 'ms',
+        value: spread(recoveryRuns.map((result) => result.heldDoneMs)),
+      },
+      {
+        key: 'recovery.held',
+        label: 'tasks the killed worker held',
+        unit: 'tasks',
+        value: spread(recoveryRuns.map((result) => result.held)),
+      },
+      {
+        key: 'memory.primaryRss',
+        label: 'primary RSS at saturation',
+        unit: 'MB',
+        value: spread(saturationRss),
+        target: { bound: 'max', value: TARGETS.primaryRssMb },
+      },
+    ];
+    const cpu = medianCpu(costs);
+    const peak = target.primaryPid === undefined ? undefined : memoryOf(target.primaryPid)?.peakRssMb;
+    return {
+      figures,
+      cpu,
+      failed,
+      firstFailure,
+      json: {
+        startedAt,
+        machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, node: process.version, platform: process.platform },
+        target: target.primaryPid === undefined ? `${target.host}:${target.port}` : 'own',
+        plan,
+        figures: Object.fromEntries(
+          figures.map((figure) => [
+            figure.key,
+            { unit: figure.unit, ...figure.value, target: figure.target, met: targetMet(figure) },
+          ]),
+        ),
+        latencyLoads: latencyJson,
+        recovery: recoveryRuns,
+        primaryPeakRssMb: peak,
+        cpuPercent: cpu,
+        failed,
+        firstFailure,
+      },
+    };
+  } finally {
+    await closeAll(connections);
+  }
+}
+
+/** The primary and its workers, when the bench started them (their CPU time is then readable). */
+async function watched(target: BenchTarget, control: RondaConnection): Promise<Watched[]> {
+  if (target.primaryPid === undefined) return [];
+  const stats = await control.stats();
+  return [
+    { name: 'primary', pid: target.primaryPid },
+    ...stats.workers.flatMap((worker) => (worker.pid === null ? [] : [{ name: `worker${worker.slot}`, pid: worker.pid }])),
+  ];
+}
+
+function medianCpu(costs: Record<string, PhaseCost[]>): CpuByPhase {
+  const cpu: CpuByPhase = {};
+  for (const [phase, runs] of Object.entries(costs)) {
+    const names = [...new Set(runs.flatMap((run) => Object.keys(run.cpuPercent)))];
+    cpu[phase] = Object.fromEntries(
+      names.map((name) => [name, spread(runs.flatMap((run) => run.cpuPercent[name] ?? []))?.median ?? 0]),
+    );
+  }
+  return cpu;
+}
