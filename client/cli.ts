@@ -16,7 +16,12 @@ Commands:
 
 type Command = (argv: string[], output: Output) => Promise<number>;
 
+/** Each command's module is loaded only when it runs, so that `ronda submit` never loads sqlite3. */
 const COMMANDS: Record<string, () => Promise<Command>> = {
+  client: async () => (await import('./console-command.js')).consoleCommand,
+  submit: async () => (await import('./submit-command.js')).submitCommand,
+  results: async () => (await import('./results-command.js')).resultsCommand,
+  stats: async () => (await import('./stats-command.js')).statsCommand,
   bench: async () => (await import('./bench.js')).benchCommand,
 };
 

@@ -33,6 +33,33 @@ export interface SubmitOptions {
 }
 
 export type TaskReply = DoneReply | FailedReply;
+export type HelloReply = Extract<ServerMessage, { type: 'hello' }>;
+
+export interface RetryOptions {
+  /** Connection attempts in all, the first one included. */
+  attempts: number;
+  /** Delay before the second attempt; doubled after each failure up to maxDelayMs. */
+  delayMs?: number;
+  maxDelayMs?: number;
+  /** Called before each attempt (1-based), so that a person can see the count. */
+  onAttempt?: (attempt: number, attempts: number) => void;
+  /** Called after each failed attempt with its error. */
+  onFailure?: (error: Error, attempt: number, attempts: number) => void;
+  /** Resolving it stops further attempts (the person gave up). */
+  cancel?: Promise<void>;
+}
+
+/**
+ * Errors after which the server closes the connection: when one arrives unasked, it is the reason
+ * the connection ends, and pending requests are rejected with it rather than a bare "closed".
+ */
+const CLOSING_CODES: ReadonlySet<string> = new Set([
+  ErrorCode.UNAUTHORIZED,
+  ErrorCode.TOO_MANY_CONNECTIONS,
+  ErrorCode.SHUTTING_DOWN,
+  ErrorCode.IDLE_TIMEOUT,
+  ErrorCode.LINE_TOO_LONG,
+]);
 
 type Waiter<T> = { resolve: (value: T) => void; reject: (error: Error) => void };
 
@@ -45,7 +72,7 @@ export class RondaConnection extends EventEmitter {
   private readonly submits = new Map<string, Waiter<TaskReply>>();
   private readonly statsWaiters: Waiter<StatsReply>[] = [];
   private readonly resultsWaiters: Waiter<ResultRow[]>[] = [];
-  private helloWaiter: Waiter<void> | undefined;
+  private helloWaiter: Waiter<HelloReply> | undefined;
   /** Results queries are sent one at a time: their replies carry no id to match them by. */
   private resultsChain: Promise<unknown> = Promise.resolve();
   private nextId = 0;
@@ -83,6 +110,36 @@ export class RondaConnection extends EventEmitter {
     });
   }
 
+  /**
+   * Connects like connect(), trying again after a growing delay while the attempt fails; rejects
+   * with the last error once `attempts` have failed. A refused token is not retried.
+   */
+  static async connectWithRetry(options: ConnectOptions, retry: RetryOptions): Promise<RondaConnection> {
+    let delayMs = retry.delayMs ?? 250;
+    let cancelled = false;
+    void retry.cancel?.then(() => (cancelled = true));
+    for (let attempt = 1; ; attempt += 1) {
+      retry.onAttempt?.(attempt, retry.attempts);
+      try {
+        return await RondaConnection.connect(options);
+      } catch (error) {
+        const failure = error instanceof Error ? error : new Error(String(error));
+        retry.onFailure?.(failure, attempt, retry.attempts);
+        const refused = failure instanceof RondaError && failure.code === ErrorCode.UNAUTHORIZED;
+        if (attempt >= retry.attempts || refused || cancelled) throw failure;
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, delayMs);
+        void retry.cancel?.then(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      if (cancelled) throw new RondaError(ErrorCode.INTERNAL, 'gave up reconnecting');
+      delayMs = Math.min(delayMs * 2, retry.maxDelayMs ?? 2_000);
+    }
+  }
+
   get closed(): boolean {
     return this.closedError !== undefined || this.socket.destroyed;
   }
@@ -92,7 +149,8 @@ export class RondaConnection extends EventEmitter {
     return this.submits.size;
   }
 
-  hello(token: string | undefined): Promise<void> {
+  /** Says hello (with the token, if any); resolves with the server's hello: its kinds. */
+  hello(token: string | undefined): Promise<HelloReply> {
     return new Promise((resolve, reject) => {
       this.helloWaiter = { resolve, reject };
       this.write(token === undefined ? { type: 'hello' } : { type: 'hello', token });
@@ -183,7 +241,7 @@ export class RondaConnection extends EventEmitter {
         this.resultsWaiters.shift()?.resolve(message.rows);
         return;
       case 'hello':
-        this.helloWaiter?.resolve();
+        this.helloWaiter?.resolve(message);
         this.helloWaiter = undefined;
         return;
       case 'error':
@@ -203,8 +261,13 @@ export class RondaConnection extends EventEmitter {
       this.submits.delete(error.id);
       waiter.reject(rondaError);
     } else if (this.helloWaiter !== undefined && error.code === ErrorCode.UNAUTHORIZED) {
+      this.closedError ??= rondaError;
       this.helloWaiter.reject(rondaError);
       this.helloWaiter = undefined;
+    } else if (CLOSING_CODES.has(error.code)) {
+      // The server closes the socket right after this; `close` carries it as the reason.
+      this.closedError ??= rondaError;
+      if (this.listenerCount('error') > 0) this.emit('error', rondaError);
     } else if (error.code === ErrorCode.INTERNAL && this.resultsWaiters.length > 0) {
       this.resultsWaiters.shift()?.reject(rondaError);
     } else if (this.listenerCount('error') > 0) {

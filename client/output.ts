@@ -8,12 +8,22 @@ import { colorLevel } from '../shared/logger';
 export interface OutputStreams {
   stdout: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
   stderr: NodeJS.WritableStream & { isTTY?: boolean };
+  stdin?: { isTTY?: boolean };
 }
 
 export interface Column<Row> {
   header: string;
   value: (row: Row) => string;
   align?: 'left' | 'right';
+}
+
+/**
+ * A prompt that lines are printed above: `hide` takes the prompt and the half-typed line off the
+ * screen, `show` draws them again below what was printed.
+ */
+export interface PromptGuard {
+  hide(): void;
+  show(): void;
 }
 
 // Color escape sequences, which take no width on screen.
@@ -23,9 +33,10 @@ export class Output {
   readonly chalk: ChalkInstance;
   readonly errorChalk: ChalkInstance;
   private progressShown = false;
+  private prompt: PromptGuard | undefined;
 
   constructor(
-    private readonly streams: OutputStreams = { stdout: process.stdout, stderr: process.stderr },
+    private readonly streams: OutputStreams = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin },
     env: NodeJS.ProcessEnv = process.env,
   ) {
     this.chalk = new Chalk({ level: colorLevel(streams.stdout, env) });
@@ -37,17 +48,42 @@ export class Output {
     return this.streams.stdout.isTTY === true;
   }
 
+  /** Whether standard input is a terminal too, so that a person is typing. */
+  get terminal(): boolean {
+    return this.interactive && this.streams.stdin?.isTTY === true;
+  }
+
+  /** Prints above this prompt from now on (undefined: no prompt any more). */
+  attachPrompt(prompt: PromptGuard | undefined): void {
+    this.prompt = prompt;
+  }
+
   line(text = ''): void {
     this.clearProgress();
+    this.prompt?.hide();
     this.streams.stdout.write(`${text}\n`);
+    this.prompt?.show();
+  }
+
+  /** One JSON value on one line, for other programs. */
+  json(value: unknown): void {
+    this.line(JSON.stringify(value));
   }
 
   error(text: string): void {
     this.clearProgress();
+    this.prompt?.hide();
     this.streams.stderr.write(`${this.errorChalk.red(text)}\n`);
+    this.prompt?.show();
   }
 
   table<Row>(rows: readonly Row[], columns: readonly Column<Row>[]): void {
+    // One write, so that a prompt is taken down and drawn again once, not once per row.
+    this.line(this.tableText(rows, columns));
+  }
+
+  /** A table as text: a bold header row, then one line per row, columns padded to fit. */
+  tableText<Row>(rows: readonly Row[], columns: readonly Column<Row>[]): string {
     const cells = rows.map((row) => columns.map((column) => column.value(row)));
     const widths = columns.map((column, index) =>
       Math.max(visibleWidth(column.header), ...cells.map((row) => visibleWidth(row[index] ?? ''))),
@@ -60,8 +96,7 @@ export class Output {
         })
         .join('  ')
         .trimEnd();
-    this.line(this.chalk.bold(format(columns.map((column) => column.header))));
-    for (const row of cells) this.line(format(row));
+    return [this.chalk.bold(format(columns.map((column) => column.header))), ...cells.map(format)].join('\n');
   }
 
   /** Draws a one-line progress bar on a terminal; does nothing when output is piped. */

@@ -1,0 +1,81 @@
+/**
+ * The client's command-line options: one zod schema per command over shared/args.ts, with the
+ * server's address and token also read from the same `RONDA_*` variables the server reads, so that
+ * one exported RONDA_PORT points both at the same place.
+ */
+import { z } from 'zod';
+import { ArgsError, parseArgs, withEnvironment } from '../shared/args';
+import { DEFAULT_HOST, DEFAULT_PORT, describeOptionIssues, flagOption, HostSchema, intOption } from '../shared/config';
+import { DEFAULT_RESULTS_LIMIT, KindSchema, MAX_RESULTS_LIMIT } from '../shared/protocol';
+
+/** Connection attempts `--retry` makes after the server goes away (about 35 s with the backoff). */
+export const DEFAULT_RETRY_ATTEMPTS = 20;
+
+/** Options taken from the environment when not on the command line; nothing else is. */
+const ENVIRONMENT_OPTIONS = ['host', 'port', 'token'] as const;
+
+const AddressShape = {
+  host: HostSchema.default(DEFAULT_HOST),
+  // Not PortSchema: port 0 means "any free port" to a listener, and nothing to a client.
+  port: intOption(1, 65535).default(DEFAULT_PORT),
+  token: z.string().min(1).max(1024).optional(),
+  help: flagOption.default(false),
+};
+
+/** `--retry` alone, or `--retry=N` attempts; 0 (the default) means do not reconnect. */
+const RetrySchema = z.preprocess((value) => (value === true ? DEFAULT_RETRY_ATTEMPTS : value), intOption(0, 1000));
+
+export const ConsoleOptionsSchema = z.strictObject({ ...AddressShape, retry: RetrySchema.default(0) });
+export type ConsoleOptions = z.infer<typeof ConsoleOptionsSchema>;
+
+export const SubmitOptionsSchema = z.strictObject({
+  ...AddressShape,
+  kind: KindSchema.default('text'),
+  json: flagOption.default(false),
+  timeoutMs: intOption(1, 3_600_000).optional(),
+});
+export type SubmitOptions = z.infer<typeof SubmitOptionsSchema>;
+
+export const ResultsOptionsSchema = z.strictObject({
+  ...AddressShape,
+  limit: intOption(1, MAX_RESULTS_LIMIT).default(DEFAULT_RESULTS_LIMIT),
+  worker: intOption(1, 64).optional(),
+  json: flagOption.default(false),
+  /** Read the worker files in this folder instead of asking a server. */
+  dataDir: z.string().min(1).optional(),
+});
+export type ResultsOptions = z.infer<typeof ResultsOptionsSchema>;
+
+export const StatsOptionsSchema = z.strictObject({ ...AddressShape, json: flagOption.default(false) });
+export type StatsOptions = z.infer<typeof StatsOptionsSchema>;
+
+/** Names of options that take no value. */
+export const CLIENT_FLAGS: ReadonlySet<string> = new Set(['help', 'json', 'retry']);
+
+export type ParsedCommandLine<T> = { ok: true; options: T; positionals: string[] } | { ok: false; message: string };
+
+/** Parses argv against `schema`; never throws. A bad value is named by its option and rule. */
+export function parseCommandLine<Schema extends z.ZodType>(
+  schema: Schema,
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+): ParsedCommandLine<z.output<Schema>> {
+  let options: Record<string, string | true>;
+  let positionals: string[];
+  try {
+    const parsed = parseArgs(argv, CLIENT_FLAGS);
+    options = withEnvironment(parsed.options, ENVIRONMENT_OPTIONS, env);
+    positionals = parsed.positionals;
+  } catch (error) {
+    if (error instanceof ArgsError) return { ok: false, message: error.message };
+    throw error;
+  }
+  const result = schema.safeParse(options);
+  if (!result.success) return { ok: false, message: describeOptionIssues(result.error.issues) };
+  return { ok: true, options: result.data, positionals };
+}
+
+/** Where a command connects, for messages: `127.0.0.1:5000`. */
+export function addressOf(options: { host: string; port: number }): string {
+  return options.host.includes(':') ? `[${options.host}]:${options.port}` : `${options.host}:${options.port}`;
+}

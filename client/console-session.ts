@@ -1,0 +1,214 @@
+/**
+ * The interactive console's state: runs what each typed line asks for on the current connection,
+ * prints replies as they arrive, and decides what happens when the server goes away (say so and
+ * end, or reconnect with a visible attempt count).
+ */
+import { RondaError } from '../shared/errors';
+import { addressOf, type ConsoleOptions } from './cli-options';
+import { RondaConnection } from './connection';
+import { CONSOLE_HELP, parseConsoleLine } from './console-line';
+import { formatNoReply, formatReply } from './format';
+import { describeConnectError, describeLostConnection, type OpenedConnection } from './open-connection';
+import type { Output } from './output';
+import { showResults, showStats } from './views';
+
+type State = 'connected' | 'reconnecting' | 'leaving' | 'finished';
+
+export class ConsoleSession {
+  /** Resolves with the exit code once the session is over. */
+  readonly finished: Promise<number>;
+  /** Called when the session ends on its own (server gone), so that input stops being read. */
+  onFinish: (() => void) | undefined;
+  private connection: RondaConnection | undefined;
+  private kinds: ReadonlySet<string> = new Set();
+  private state: State = 'connected';
+  /** Every request not yet answered; each one settles, also when its connection is lost. */
+  private readonly pending = new Set<Promise<void>>();
+  private tasksInFlight = 0;
+  private resolveFinished: (code: number) => void = () => undefined;
+  private cancelRetry: (() => void) | undefined;
+
+  constructor(
+    private readonly output: Output,
+    private readonly options: ConsoleOptions,
+    opened: OpenedConnection,
+  ) {
+    this.finished = new Promise((resolve) => (this.resolveFinished = resolve));
+    this.attach(opened);
+  }
+
+  get address(): string {
+    return addressOf(this.options);
+  }
+
+  handle(line: string): void {
+    if (this.state === 'leaving' || this.state === 'finished') return;
+    const action = parseConsoleLine(line, this.kinds);
+    switch (action.type) {
+      case 'empty':
+        return;
+      case 'quit':
+        this.leave();
+        return;
+      case 'help':
+        this.output.line(CONSOLE_HELP);
+        return;
+      case 'invalid':
+        this.output.error(action.message);
+        return;
+      case 'task':
+        this.request((connection) => {
+          this.tasksInFlight += 1;
+          return connection.submit(action.kind, action.payload).then(
+            (reply) => this.output.line(formatReply(this.output.chalk, action.label, reply)),
+            (error: unknown) => {
+              if (!connection.closed) this.output.line(formatNoReply(this.output.chalk, action.label, refusal(error)));
+            },
+          ).finally(() => (this.tasksInFlight -= 1));
+        });
+        return;
+      case 'stats':
+        this.request((connection) =>
+          connection.stats().then((stats) => showStats(this.output, stats), (error: unknown) => this.reportQueryError(connection, error)),
+        );
+        return;
+      case 'results':
+        this.request((connection) =>
+          connection
+            .results({ limit: action.limit, ...(action.worker === undefined ? {} : { worker: action.worker }) })
+            .then((rows) => showResults(this.output, rows), (error: unknown) => this.reportQueryError(connection, error)),
+        );
+        return;
+      default: {
+        const unreachable: never = action;
+        throw new Error(`unhandled console action ${JSON.stringify(unreachable)}`);
+      }
+    }
+  }
+
+  /**
+   * The person is leaving (salir, Ctrl-D, end of piped input, Ctrl-C on an empty line): wait for
+   * the replies still owed (Ctrl-C skips that), then close.
+   */
+  leave(): void {
+    if (this.state === 'leaving' || this.state === 'finished') return;
+    if (this.state === 'reconnecting') {
+      this.cancelRetry?.();
+      this.end(1);
+      return;
+    }
+    this.state = 'leaving';
+    this.onFinish?.();
+    void this.drain().then(async () => {
+      if (this.state === 'finished') return;
+      // Detached first, so that closing it is not taken for the server going away.
+      const connection = this.connection;
+      this.connection = undefined;
+      await connection?.close();
+      this.end(0);
+    });
+  }
+
+  private async drain(): Promise<void> {
+    if (this.pending.size === 0) return;
+    if (this.output.terminal) {
+      this.output.line(this.output.chalk.dim(`waiting for ${this.pending.size} reply(s) still owed; Ctrl-C leaves now`));
+    }
+    let onSignal = (): void => undefined;
+    const interrupted = new Promise<void>((resolve) => (onSignal = resolve));
+    process.once('SIGINT', onSignal);
+    await Promise.race([Promise.all(this.pending), interrupted]);
+    process.off('SIGINT', onSignal);
+  }
+
+  private request(send: (connection: RondaConnection) => Promise<void>): void {
+    const connection = this.connection;
+    if (connection === undefined) {
+      this.output.error('not connected (reconnecting); nothing was sent');
+      return;
+    }
+    const settled = send(connection).finally(() => this.pending.delete(settled));
+    this.pending.add(settled);
+  }
+
+  private reportQueryError(connection: RondaConnection, error: unknown): void {
+    // A lost connection is reported once, by onLost, not once per request it took with it.
+    if (!connection.closed) this.output.error(`ronda: ${error instanceof Error ? error.message : String(error)}`);
+  }
+
+  private attach(opened: OpenedConnection): void {
+    const { connection } = opened;
+    this.connection = connection;
+    this.kinds = new Set(opened.hello.kinds);
+    connection.on('error', (error: RondaError) => this.output.error(`server: ${error.code}: ${error.message}`));
+    connection.on('close', (error: Error) => this.onLost(connection, error));
+  }
+
+  private onLost(connection: RondaConnection, error: Error): void {
+    if (connection !== this.connection || this.state === 'finished') return;
+    this.connection = undefined;
+    // The close event comes before the lost requests' own handlers run, so this count includes them.
+    const unanswered = this.tasksInFlight;
+    const what =
+      `lost the connection to the server at ${this.address}: ${describeLostConnection(error)}` +
+      (unanswered === 0 ? '' : ` (${unanswered} task(s) got no reply; a task the server accepted may still be stored)`);
+    this.output.error(`ronda: ${what}`);
+    if (this.state === 'leaving' || this.options.retry === 0) {
+      this.end(1);
+      return;
+    }
+    this.reconnect();
+  }
+
+  private reconnect(): void {
+    this.state = 'reconnecting';
+    const attempts = this.options.retry;
+    const cancel = new Promise<void>((resolve) => (this.cancelRetry = resolve));
+    const connect = async (): Promise<OpenedConnection> => {
+      const connection = await RondaConnection.connectWithRetry(
+        { host: this.options.host, port: this.options.port },
+        {
+          attempts,
+          cancel,
+          onAttempt: (attempt) => this.output.line(this.output.chalk.yellow(`reconnecting to ${this.address} (attempt ${attempt}/${attempts})`)),
+        },
+      );
+      try {
+        return { connection, hello: await connection.hello(this.options.token) };
+      } catch (error) {
+        await connection.close();
+        throw error;
+      }
+    };
+    connect().then(
+      async (opened) => {
+        if (this.state !== 'reconnecting') {
+          await opened.connection.close();
+          return;
+        }
+        this.state = 'connected';
+        this.cancelRetry = undefined;
+        this.attach(opened);
+        this.output.line(this.output.chalk.green(`reconnected to ${this.address}`));
+      },
+      (error: unknown) => {
+        if (this.state !== 'reconnecting') return;
+        this.output.error(`ronda: gave up reconnecting: ${describeConnectError(error, this.options)}`);
+        this.end(1);
+      },
+    );
+  }
+
+  private end(code: number): void {
+    if (this.state === 'finished') return;
+    this.state = 'finished';
+    this.output.attachPrompt(undefined);
+    this.onFinish?.();
+    this.resolveFinished(code);
+  }
+}
+
+function refusal(error: unknown): string {
+  if (error instanceof RondaError) return `refused ${error.code}: ${error.message}`;
+  return `no reply: ${error instanceof Error ? error.message : String(error)}`;
+}

@@ -1,0 +1,51 @@
+/**
+ * `ronda results`: the latest stored results across the workers, from the server, or straight
+ * from the worker files with --data-dir when no server is running.
+ */
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { ResultRow } from '../shared/protocol';
+import { readResults } from '../shared/results-db';
+import { ResultsOptionsSchema } from './cli-options';
+import { EXIT_FAILED, EXIT_OK, readCommandLine, withConnection } from './command-helpers';
+import type { Output } from './output';
+import { showResults } from './views';
+
+export const RESULTS_USAGE = `Usage: ronda results [options]
+
+Options:
+  --limit <n>       how many of the latest rows, 1-1000      (20)
+  --worker <k>      only rows stored by worker k
+  --json            one row per line as JSON
+  --data-dir <dir>  read the workerN.db files in <dir> directly (read-only; no server needed)
+  --host <addr>     server address   RONDA_HOST  (127.0.0.1)
+  --port <n>        server port      RONDA_PORT  (5000)
+  --token <secret>  server's token   RONDA_TOKEN`;
+
+export async function resultsCommand(argv: readonly string[], output: Output): Promise<number> {
+  const commandLine = readCommandLine(ResultsOptionsSchema, argv, output, RESULTS_USAGE);
+  if (typeof commandLine === 'number') return commandLine;
+  const { options } = commandLine;
+  const print = (rows: readonly ResultRow[]): number => {
+    if (options.json) for (const row of rows) output.json(row);
+    else showResults(output, rows);
+    return EXIT_OK;
+  };
+  const query = { limit: options.limit, ...(options.worker === undefined ? {} : { worker: options.worker }) };
+  if (options.dataDir === undefined) {
+    return withConnection(options, output, async (connection) => print(await connection.results(query)));
+  }
+  const dataDir = path.resolve(options.dataDir);
+  try {
+    if (!(await stat(dataDir)).isDirectory()) throw new Error('not a directory');
+  } catch {
+    output.error(`ronda: ${options.dataDir} is not a folder of worker databases (workerN.db)`);
+    return EXIT_FAILED;
+  }
+  try {
+    return print(await readResults(dataDir, query));
+  } catch (error) {
+    output.error(`ronda: cannot read the worker databases in ${options.dataDir}: ${error instanceof Error ? error.message : String(error)}`);
+    return EXIT_FAILED;
+  }
+}
