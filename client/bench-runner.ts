@@ -8,7 +8,7 @@ import type { BenchTarget } from './bench-cluster';
 import { closeAll, connectAll, paced, saturate, serial, type Endpoint } from './bench-load';
 import { memoryOf, meterPhase, type PhaseCost, type Watched } from './bench-proc';
 import { measureRecovery } from './bench-recovery';
-import { spread, targetMet, type CpuByPhase, type Figure, type Spread } from './bench-report';
+import { spread, targetMet, type CpuByPhase, type Figure } from './bench-report';
 import type { RondaConnection } from './connection';
 
 export interface BenchPlan {
@@ -20,7 +20,12 @@ export interface BenchPlan {
   window: number;
   /** Length of each latency run and each one-at-a-time run. */
   durationMs: number;
+  /** Phases to run; latency needs saturation (its loads are fractions of the saturation rate). */
+  phases: ReadonlySet<Phase>;
 }
+
+export const PHASES = ['saturation', 'latency', 'serial', 'recovery'] as const;
+export type Phase = (typeof PHASES)[number];
 
 /** Fractions of the measured saturation rate at which latency is measured. */
 export const LATENCY_LOADS = [0.1, 0.5] as const;
@@ -75,10 +80,11 @@ export async function runBench(
 
   try {
     progress('warming up');
-    noteFailures(await saturate(connections, Math.round(plan.tasks * WARMUP_SHARE), plan.window));
+    if (plan.phases.has('saturation') || plan.phases.has('latency')) noteFailures(await saturate(connections, Math.round(plan.tasks * WARMUP_SHARE), plan.window));
 
     const saturation: number[] = [];
-    for (let run = 1; run <= plan.runs; run += 1) {
+    const saturationRuns = plan.phases.has('saturation') || plan.phases.has('latency') ? plan.runs : 0;
+    for (let run = 1; run <= saturationRuns; run += 1) {
       const label = `saturation run ${run}/${plan.runs}`;
       progress(label);
       const result = await metered('saturation', () =>
@@ -87,12 +93,13 @@ export async function runBench(
       noteFailures(result);
       saturation.push(result.tasksPerS);
     }
-    const saturationSpread = spread(saturation) as Spread;
+    const saturationSpread = spread(saturation);
 
     const latencyFigures: Figure[] = [];
     const latencyJson: Record<string, unknown>[] = [];
-    for (const load of LATENCY_LOADS) {
-      const rate = Math.max(1, Math.round(saturationSpread.median * load));
+    const saturationRate = saturationSpread?.median ?? 0;
+    for (const load of plan.phases.has('latency') && saturationRate > 0 ? LATENCY_LOADS : []) {
+      const rate = Math.max(1, Math.round(saturationRate * load));
       const name = `${Math.round(load * 100)}%`;
       const runs: Awaited<ReturnType<typeof paced>>[] = [];
       for (let run = 1; run <= plan.runs; run += 1) {
@@ -124,7 +131,7 @@ export async function runBench(
     }
 
     const serialRuns: Awaited<ReturnType<typeof serial>>[] = [];
-    for (let run = 1; run <= plan.runs; run += 1) {
+    for (let run = 1; run <= (plan.phases.has('serial') ? plan.runs : 0); run += 1) {
       progress(`one task at a time, run ${run}/${plan.runs}`);
       const result = await metered('one at a time', () => serial(control, plan.durationMs));
       noteFailures(result);
@@ -132,7 +139,7 @@ export async function runBench(
     }
 
     const recoveryRuns: Awaited<ReturnType<typeof measureRecovery>>[] = [];
-    if (target.primaryPid !== undefined) {
+    if (target.primaryPid !== undefined && plan.phases.has('recovery')) {
       const recoveryConnections = connections.slice(0, RECOVERY_CONNECTIONS);
       for (let run = 1; run <= plan.runs; run += 1) {
         progress(`kill -9 of a worker, run ${run}/${plan.runs}`);
@@ -204,7 +211,7 @@ export async function runBench(
         startedAt,
         machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, node: process.version, platform: process.platform },
         target: target.primaryPid === undefined ? `${target.host}:${target.port}` : 'own',
-        plan,
+        plan: { ...plan, phases: [...plan.phases] },
         figures: Object.fromEntries(
           figures.map((figure) => [
             figure.key,

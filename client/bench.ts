@@ -10,7 +10,7 @@ import { ArgsError, parseArgs } from '../shared/args';
 import { describeOptionIssues, flagOption, HostSchema, intOption, PortSchema } from '../shared/config';
 import { externalTarget, startOwnCluster } from './bench-cluster';
 import { printCpu, printFigures } from './bench-report';
-import { runBench, type BenchPlan } from './bench-runner';
+import { PHASES, runBench, type BenchPlan } from './bench-runner';
 import type { Output } from './output';
 
 export const BENCH_USAGE = `Usage: ronda bench [options]
@@ -25,6 +25,7 @@ Options:
   --connections <n>   client connections                              (4)
   --window <n>        tasks in flight per connection at saturation     (256)
   --duration-ms <n>   length of each latency and one-at-a-time run     (2000; --quick: 1000)
+  --phases <list>     some of saturation,latency,serial,recovery      (all)
   --workers <n>       workers of the cluster the bench starts          (3)
   --host <addr>       use a running cluster instead of starting one   (127.0.0.1)
   --port <n>          its port
@@ -39,6 +40,11 @@ const BenchArgsSchema = z.strictObject({
   connections: intOption(1, 256).default(4),
   window: intOption(1, 4096).default(256),
   durationMs: intOption(100, 60_000).optional(),
+  phases: z
+    .string()
+    .transform((text) => text.split(',').map((name) => name.trim()))
+    .pipe(z.array(z.enum(PHASES)).min(1))
+    .optional(),
   workers: intOption(1, 64).default(3),
   host: HostSchema.optional(),
   port: PortSchema.optional(),
@@ -73,6 +79,7 @@ export async function benchCommand(argv: string[], output: Output): Promise<numb
     connections: args.connections,
     window: args.window,
     durationMs: args.durationMs ?? (args.quick ? 1_000 : 2_000),
+    phases: new Set(args.phases ?? PHASES),
   };
   const progress = (text: string): void => {
     if (!args.json) output.progress(0, 0, text);
