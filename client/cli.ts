@@ -27,7 +27,9 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
 
 async function main(): Promise<number> {
   const output = new Output();
-  const [name = 'client', ...rest] = process.argv.slice(2);
+  const argv = process.argv.slice(2);
+  // `ronda --port 5001` is the console with options, like `ronda` alone.
+  const [name = 'client', ...rest] = argv[0]?.startsWith('--') === true && argv[0] !== '--help' ? ['client', ...argv] : argv;
   if (name === '--help' || name === '-h' || name === 'help') {
     output.line(USAGE);
     return 0;
@@ -39,6 +41,19 @@ async function main(): Promise<number> {
   }
   return (await load())(rest, output);
 }
+
+/** A person sees one line, never a stack trace, whatever goes wrong. */
+function fatal(error: unknown): void {
+  new Output().error(`ronda: ${error instanceof Error ? error.message : String(error)}`);
+  process.exit(1);
+}
+process.on('uncaughtException', fatal);
+process.on('unhandledRejection', fatal);
+// `ronda results | head -1`: the reader left; that is not an error.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  fatal(error);
+});
 
 main().then(
   (code) => {

@@ -23,6 +23,8 @@ export interface ConnectOptions {
   port: number;
   /** Sent in a `hello` first when set. */
   token?: string | undefined;
+  /** Say hello even without a token, to learn the server's kinds (see `server`). */
+  hello?: boolean;
   connectTimeoutMs?: number;
 }
 
@@ -76,7 +78,10 @@ export class RondaConnection extends EventEmitter {
   /** Results queries are sent one at a time: their replies carry no id to match them by. */
   private resultsChain: Promise<unknown> = Promise.resolve();
   private nextId = 0;
+  private serverHello: HelloReply | undefined;
   private closedError: Error | undefined;
+  /** Messages written in this turn of the event loop, sent together on the next tick. */
+  private outgoing = '';
 
   private constructor(private readonly socket: net.Socket) {
     super();
@@ -104,15 +109,24 @@ export class RondaConnection extends EventEmitter {
         clearTimeout(timer);
         socket.removeAllListeners('error');
         const connection = new RondaConnection(socket);
-        if (options.token === undefined) resolve(connection);
-        else connection.hello(options.token).then(() => resolve(connection), reject);
+        if (options.token === undefined && options.hello !== true) {
+          resolve(connection);
+          return;
+        }
+        connection.hello(options.token).then(
+          () => resolve(connection),
+          (error: unknown) => {
+            socket.destroy();
+            reject(error);
+          },
+        );
       });
     });
   }
 
   /**
-   * Connects like connect(), trying again after a growing delay while the attempt fails; rejects
-   * with the last error once `attempts` have failed. A refused token is not retried.
+   * Connects like connect() (hello included), trying again after a growing delay while the attempt
+   * fails; rejects with the last error once `attempts` have failed. A refused token is not retried.
    */
   static async connectWithRetry(options: ConnectOptions, retry: RetryOptions): Promise<RondaConnection> {
     let delayMs = retry.delayMs ?? 250;
@@ -138,6 +152,11 @@ export class RondaConnection extends EventEmitter {
       if (cancelled) throw new RondaError(ErrorCode.INTERNAL, 'gave up reconnecting');
       delayMs = Math.min(delayMs * 2, retry.maxDelayMs ?? 2_000);
     }
+  }
+
+  /** The server's hello (its task kinds), once one has been said. */
+  get server(): HelloReply | undefined {
+    return this.serverHello;
   }
 
   get closed(): boolean {
@@ -194,6 +213,7 @@ export class RondaConnection extends EventEmitter {
     if (this.socket.destroyed) return Promise.resolve();
     return new Promise((resolve) => {
       this.socket.once('close', () => resolve());
+      this.flushOutgoing();
       this.socket.end();
     });
   }
@@ -203,7 +223,15 @@ export class RondaConnection extends EventEmitter {
       queueMicrotask(() => this.rejectAll(this.closedError ?? new RondaError(ErrorCode.INTERNAL, 'connection closed')));
       return;
     }
+    // One write per turn of the event loop, not per message: a syscall (and a wakeup of the
+    // server) per task cost more CPU than the task itself when many are submitted at once.
     this.socket.write(`${JSON.stringify(message)}\n`);
+  }
+
+  private flushOutgoing(): void {
+    const text = this.outgoing;
+    this.outgoing = '';
+    if (text !== '' && this.socket.writable) this.socket.write(text);
   }
 
   private onData(chunk: Buffer): void {
@@ -241,6 +269,7 @@ export class RondaConnection extends EventEmitter {
         this.resultsWaiters.shift()?.resolve(message.rows);
         return;
       case 'hello':
+        this.serverHello = message;
         this.helloWaiter?.resolve(message);
         this.helloWaiter = undefined;
         return;

@@ -8,7 +8,7 @@ import { addressOf, type ConsoleOptions } from './cli-options';
 import { RondaConnection } from './connection';
 import { CONSOLE_HELP, parseConsoleLine } from './console-line';
 import { formatNoReply, formatReply } from './format';
-import { describeConnectError, describeLostConnection, type OpenedConnection } from './open-connection';
+import { describeConnectError, describeLostConnection, opened, type OpenedConnection } from './open-connection';
 import type { Output } from './output';
 import { showResults, showStats } from './views';
 
@@ -142,6 +142,8 @@ export class ConsoleSession {
     this.kinds = new Set(opened.hello.kinds);
     connection.on('error', (error: RondaError) => this.output.error(`server: ${error.code}: ${error.message}`));
     connection.on('close', (error: Error) => this.onLost(connection, error));
+    // Closed between its hello and now: its close event has been missed.
+    if (connection.closed) this.onLost(connection, new Error('the server closed the connection'));
   }
 
   private onLost(connection: RondaConnection, error: Error): void {
@@ -164,31 +166,24 @@ export class ConsoleSession {
     this.state = 'reconnecting';
     const attempts = this.options.retry;
     const cancel = new Promise<void>((resolve) => (this.cancelRetry = resolve));
-    const connect = async (): Promise<OpenedConnection> => {
-      const connection = await RondaConnection.connectWithRetry(
-        { host: this.options.host, port: this.options.port },
-        {
-          attempts,
-          cancel,
-          onAttempt: (attempt) => this.output.line(this.output.chalk.yellow(`reconnecting to ${this.address} (attempt ${attempt}/${attempts})`)),
-        },
-      );
-      try {
-        return { connection, hello: await connection.hello(this.options.token) };
-      } catch (error) {
-        await connection.close();
-        throw error;
-      }
-    };
-    connect().then(
-      async (opened) => {
+    const { host, port, token } = this.options;
+    RondaConnection.connectWithRetry(
+      { host, port, token, hello: true },
+      {
+        attempts,
+        cancel,
+        onAttempt: (attempt) =>
+          this.output.line(this.output.chalk.yellow(`reconnecting to ${this.address} (attempt ${attempt}/${attempts})`)),
+      },
+    ).then(
+      async (connection) => {
         if (this.state !== 'reconnecting') {
-          await opened.connection.close();
+          await connection.close();
           return;
         }
         this.state = 'connected';
         this.cancelRetry = undefined;
-        this.attach(opened);
+        this.attach(opened(connection));
         this.output.line(this.output.chalk.green(`reconnected to ${this.address}`));
       },
       (error: unknown) => {

@@ -19,18 +19,20 @@ export interface OpenedConnection {
 
 /** Connects and says hello; rejects with an error whose message is ready to print. */
 export async function openConnection(address: ServerAddress, connectTimeoutMs = 5_000): Promise<OpenedConnection> {
-  let connection: RondaConnection;
   try {
-    connection = await RondaConnection.connect({ host: address.host, port: address.port, connectTimeoutMs });
+    return opened(
+      await RondaConnection.connect({ host: address.host, port: address.port, token: address.token, hello: true, connectTimeoutMs }),
+    );
   } catch (error) {
     throw new Error(describeConnectError(error, address));
   }
-  try {
-    return { connection, hello: await connection.hello(address.token) };
-  } catch (error) {
-    await connection.close();
-    throw new Error(describeConnectError(error, address));
-  }
+}
+
+/** A connection made with `hello: true`, with the hello it got. */
+export function opened(connection: RondaConnection): OpenedConnection {
+  const hello = connection.server;
+  if (hello === undefined) throw new Error('the server did not say hello');
+  return { connection, hello };
 }
 
 /** Why a connection could not be made, as one line. */

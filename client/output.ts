@@ -105,7 +105,8 @@ export class Output {
     const width = 30;
     const filled = total === 0 ? width : Math.round((done / total) * width);
     const bar = `${'#'.repeat(filled)}${'-'.repeat(width - filled)}`;
-    this.streams.stdout.write(`\r[${bar}] ${done}/${total} ${label}`.slice(0, this.streams.stdout.columns ?? 80));
+    // A terminal of unknown size (a pty made without one) reports 0 columns; keep a sane width.
+    this.streams.stdout.write(`\r[${bar}] ${done}/${total} ${label}`.slice(0, (this.streams.stdout.columns || 80) - 1));
     this.progressShown = true;
   }
 

@@ -1,0 +1,46 @@
+import { expect } from 'chai';
+import {
+  ConsoleOptionsSchema,
+  DEFAULT_RETRY_ATTEMPTS,
+  parseCommandLine,
+  ResultsOptionsSchema,
+  SubmitOptionsSchema,
+} from '../../client/cli-options';
+
+describe('client options (client/cli-options.ts)', function () {
+  it('defaults to 127.0.0.1:5000 and reads RONDA_HOST, RONDA_PORT and RONDA_TOKEN', function () {
+    const defaults = parseCommandLine(ConsoleOptionsSchema, [], {});
+    expect(defaults).to.deep.include({ ok: true });
+    expect(defaults.ok && defaults.options).to.deep.include({ host: '127.0.0.1', port: 5000, retry: 0 });
+    const fromEnv = parseCommandLine(ConsoleOptionsSchema, [], { RONDA_HOST: 'localhost', RONDA_PORT: '5001', RONDA_TOKEN: 'secret12' });
+    expect(fromEnv.ok && fromEnv.options).to.deep.include({ host: 'localhost', port: 5001, token: 'secret12' });
+    const flagWins = parseCommandLine(ConsoleOptionsSchema, ['--port', '6000'], { RONDA_PORT: '5001' });
+    expect(flagWins.ok && flagWins.options.port).to.equal(6000);
+  });
+
+  it('does not take other RONDA_* variables, so the server data dir does not redirect `results`', function () {
+    const parsed = parseCommandLine(ResultsOptionsSchema, [], { RONDA_DATA_DIR: '/srv/data', RONDA_WORKERS: '5' });
+    expect(parsed.ok && parsed.options.dataDir).to.equal(undefined);
+  });
+
+  it('takes --retry alone or with a count', function () {
+    const bare = parseCommandLine(ConsoleOptionsSchema, ['--retry'], {});
+    expect(bare.ok && bare.options.retry).to.equal(DEFAULT_RETRY_ATTEMPTS);
+    const counted = parseCommandLine(ConsoleOptionsSchema, ['--retry=3'], {});
+    expect(counted.ok && counted.options.retry).to.equal(3);
+  });
+
+  it('names the option and the rule of a bad value', function () {
+    expect(parseCommandLine(ConsoleOptionsSchema, ['--port', '0'], {})).to.deep.equal({ ok: false, message: '--port must be at least 1' });
+    expect(parseCommandLine(ResultsOptionsSchema, ['--limit', '5000'], {})).to.deep.equal({ ok: false, message: '--limit must be at most 1000' });
+    expect(parseCommandLine(SubmitOptionsSchema, ['--kind', 'Bad!'], {})).to.deep.include({ ok: false });
+    expect(parseCommandLine(SubmitOptionsSchema, ['--colour'], {})).to.deep.equal({ ok: false, message: '--colour needs a value' });
+    expect(parseCommandLine(SubmitOptionsSchema, ['--colour', 'red'], {})).to.deep.equal({ ok: false, message: 'unknown option --colour' });
+  });
+
+  it('keeps positional tasks in order, options anywhere', function () {
+    const parsed = parseCommandLine(SubmitOptionsSchema, ['a', '--kind', 'hash', 'b', '--json', '--', '--c'], {});
+    expect(parsed.ok && parsed.positionals).to.deep.equal(['a', 'b', '--c']);
+    expect(parsed.ok && parsed.options).to.deep.include({ kind: 'hash', json: true });
+  });
+});
