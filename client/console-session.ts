@@ -3,7 +3,7 @@
  * prints replies as they arrive, and decides what happens when the server goes away (say so and
  * end, or reconnect with a visible attempt count).
  */
-import { RondaError } from '../shared/errors';
+import { ErrorCode, RondaError } from '../shared/errors';
 import { addressOf, type ConsoleOptions } from './cli-options';
 import { RondaConnection } from './connection';
 import { CONSOLE_HELP, parseConsoleLine } from './console-line';
@@ -13,6 +13,10 @@ import type { Output } from './output';
 import { showResults, showStats } from './views';
 
 type State = 'connected' | 'reconnecting' | 'leaving' | 'finished';
+type Request = (connection: RondaConnection) => Promise<void>;
+
+/** Attempts to connect again after the server closed an idle console, even without --retry. */
+const IDLE_RECONNECT_ATTEMPTS = 3;
 
 export class ConsoleSession {
   /** Resolves with the exit code once the session is over. */
@@ -26,6 +30,11 @@ export class ConsoleSession {
   private readonly pending = new Set<Promise<void>>();
   private tasksInFlight = 0;
   private resolveFinished: (code: number) => void = () => undefined;
+  /** Requests typed while reconnecting, sent once connected again. */
+  private readonly held: Request[] = [];
+  private quietReconnect = false;
+  /** Input ended while reconnecting, with requests held: leave once they have been answered. */
+  private leaveWhenConnected = false;
   private cancelRetry: (() => void) | undefined;
 
   constructor(
@@ -93,8 +102,21 @@ export class ConsoleSession {
   leave(): void {
     if (this.state === 'leaving' || this.state === 'finished') return;
     if (this.state === 'reconnecting') {
-      this.cancelRetry?.();
-      this.end(1);
+      if (this.held.length === 0) {
+        this.cancelRetry?.();
+        // A quiet reconnect (after an idle close) is no failure; one after the server went away is.
+        this.end(this.quietReconnect ? 0 : 1);
+        return;
+      }
+      // Lines were typed for this connection: send them if it comes back, then leave.
+      this.leaveWhenConnected = true;
+      this.onFinish?.();
+      const onSignal = (): void => {
+        this.cancelRetry?.();
+        this.end(1);
+      };
+      process.once('SIGINT', onSignal);
+      void this.finished.then(() => process.off('SIGINT', onSignal));
       return;
     }
     this.state = 'leaving';
@@ -121,10 +143,12 @@ export class ConsoleSession {
     process.off('SIGINT', onSignal);
   }
 
-  private request(send: (connection: RondaConnection) => Promise<void>): void {
+  private request(send: Request): void {
     const connection = this.connection;
     if (connection === undefined) {
-      this.output.error('not connected (reconnecting); nothing was sent');
+      // Only while reconnecting (no input is read in any other state without a connection).
+      this.held.push(send);
+      if (!this.quietReconnect) this.output.line(this.output.chalk.dim('not connected: it will be sent once reconnected'));
       return;
     }
     const settled = send(connection).finally(() => this.pending.delete(settled));
@@ -140,7 +164,10 @@ export class ConsoleSession {
     const { connection } = opened;
     this.connection = connection;
     this.kinds = new Set(opened.hello.kinds);
-    connection.on('error', (error: RondaError) => this.output.error(`server: ${error.code}: ${error.message}`));
+    connection.on('error', (error: RondaError) => {
+      // An error the server closes the connection after is reported once, as the reason, by onLost.
+      if (!connection.closed) this.output.error(`server: ${error.code}: ${error.message}`);
+    });
     connection.on('close', (error: Error) => this.onLost(connection, error));
     // Closed between its hello and now: its close event has been missed.
     if (connection.closed) this.onLost(connection, new Error('the server closed the connection'));
@@ -149,6 +176,12 @@ export class ConsoleSession {
   private onLost(connection: RondaConnection, error: Error): void {
     if (connection !== this.connection || this.state === 'finished') return;
     this.connection = undefined;
+    if (error instanceof RondaError && error.code === ErrorCode.IDLE_TIMEOUT && this.state === 'connected') {
+      // The server is fine; it only closed a connection nobody typed into for a while (its
+      // --idle-timeout-ms). A console is meant to stay open, so connect again, quietly.
+      this.reconnect(Math.max(this.options.retry, IDLE_RECONNECT_ATTEMPTS), true);
+      return;
+    }
     // The close event comes before the lost requests' own handlers run, so this count includes them.
     const unanswered = this.tasksInFlight;
     const what =
@@ -159,12 +192,13 @@ export class ConsoleSession {
       this.end(1);
       return;
     }
-    this.reconnect();
+    this.reconnect(this.options.retry);
   }
 
-  private reconnect(): void {
+  /** @param quiet say nothing unless the first attempt fails. */
+  private reconnect(attempts: number, quiet = false): void {
     this.state = 'reconnecting';
-    const attempts = this.options.retry;
+    this.quietReconnect = quiet;
     const cancel = new Promise<void>((resolve) => (this.cancelRetry = resolve));
     const { host, port, token } = this.options;
     RondaConnection.connectWithRetry(
@@ -172,8 +206,12 @@ export class ConsoleSession {
       {
         attempts,
         cancel,
-        onAttempt: (attempt) =>
-          this.output.line(this.output.chalk.yellow(`reconnecting to ${this.address} (attempt ${attempt}/${attempts})`)),
+        onAttempt: (attempt) => {
+          if (attempt > 1) this.quietReconnect = false;
+          if (!this.quietReconnect) {
+            this.output.line(this.output.chalk.yellow(`reconnecting to ${this.address} (attempt ${attempt}/${attempts})`));
+          }
+        },
       },
     ).then(
       async (connection) => {
@@ -184,7 +222,9 @@ export class ConsoleSession {
         this.state = 'connected';
         this.cancelRetry = undefined;
         this.attach(opened(connection));
-        this.output.line(this.output.chalk.green(`reconnected to ${this.address}`));
+        if (!this.quietReconnect) this.output.line(this.output.chalk.green(`reconnected to ${this.address}`));
+        for (const send of this.held.splice(0)) this.request(send);
+        if (this.leaveWhenConnected) this.leave();
       },
       (error: unknown) => {
         if (this.state !== 'reconnecting') return;
