@@ -225,7 +225,8 @@ export class RondaConnection extends EventEmitter {
     }
     // One write per turn of the event loop, not per message: a syscall (and a wakeup of the
     // server) per task cost more CPU than the task itself when many are submitted at once.
-    this.socket.write(`${JSON.stringify(message)}\n`);
+    if (this.outgoing === '') process.nextTick(() => this.flushOutgoing());
+    this.outgoing += `${JSON.stringify(message)}\n`;
   }
 
   private flushOutgoing(): void {
