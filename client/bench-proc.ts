@@ -50,6 +50,8 @@ export interface Watched {
 export interface PhaseCost {
   /** Percent of one core each process used over the phase (the bench client included). */
   cpuPercent: Record<string, number>;
+  /** CPU seconds each process used over the phase. */
+  cpuSeconds: Record<string, number>;
   /** Largest VmRSS of the primary sampled during the phase, in MB. */
   primaryRssMb: number | undefined;
 }
@@ -71,16 +73,18 @@ export function meterPhase(watched: readonly Watched[], primaryPid: number | und
     clearInterval(timer);
     sampleRss();
     const seconds = (performance.now() - startedAt) / 1000;
-    const cpuPercent: Record<string, number> = {};
+    const cpuSeconds: Record<string, number> = {};
     for (const { name, pid } of watched) {
       const before = startCpu.get(name);
       const after = cpuSecondsOf(pid);
-      if (before !== undefined && after !== undefined && seconds > 0) {
-        cpuPercent[name] = Math.round(((after - before) / seconds) * 100);
-      }
+      if (before !== undefined && after !== undefined) cpuSeconds[name] = after - before;
     }
     const own = process.cpuUsage(ownStart);
-    if (seconds > 0) cpuPercent.bench = Math.round(((own.user + own.system) / 1e6 / seconds) * 100);
-    return { cpuPercent, primaryRssMb };
+    cpuSeconds.bench = (own.user + own.system) / 1e6;
+    const cpuPercent: Record<string, number> = {};
+    for (const [name, used] of Object.entries(cpuSeconds)) {
+      if (seconds > 0) cpuPercent[name] = Math.round((used / seconds) * 100);
+    }
+    return { cpuPercent, cpuSeconds, primaryRssMb };
   };
 }

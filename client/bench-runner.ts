@@ -83,6 +83,7 @@ export async function runBench(
     if (plan.phases.has('saturation') || plan.phases.has('latency')) noteFailures(await saturate(connections, Math.round(plan.tasks * WARMUP_SHARE), plan.window));
 
     const saturation: number[] = [];
+    const saturationTasks: number[] = [];
     const saturationRuns = plan.phases.has('saturation') || plan.phases.has('latency') ? plan.runs : 0;
     for (let run = 1; run <= saturationRuns; run += 1) {
       const label = `saturation run ${run}/${plan.runs}`;
@@ -92,6 +93,7 @@ export async function runBench(
       );
       noteFailures(result);
       saturation.push(result.tasksPerS);
+      saturationTasks.push(result.tasks);
     }
     const saturationSpread = spread(saturation);
 
@@ -201,6 +203,9 @@ export async function runBench(
       },
     ];
     const cpu = medianCpu(costs);
+    // CPU time per task does not depend on what else the machine runs, unlike tasks/s.
+    const perTask = cpuPerTask(costs.saturation ?? [], saturationTasks);
+    if (perTask !== undefined) cpu['saturation, CPU µs per task'] = perTask;
     const peak = target.primaryPid === undefined ? undefined : memoryOf(target.primaryPid)?.peakRssMb;
     return {
       figures,
@@ -250,4 +255,28 @@ function medianCpu(costs: Record<string, PhaseCost[]>): CpuByPhase {
     );
   }
   return cpu;
+}
+
+/** Median CPU microseconds per task of each process (and their sum) over the saturation runs. */
+function cpuPerTask(runs: readonly PhaseCost[], tasks: readonly number[]): Record<string, number> | undefined {
+  if (runs.length === 0) return undefined;
+  const names = [...new Set(runs.flatMap((run) => Object.keys(run.cpuSeconds)))];
+  const perRun = runs.map((run, index) => {
+    const count = Math.max(1, tasks[index] ?? 1);
+    const values: Record<string, number> = {};
+    let total = 0;
+    for (const name of names) {
+      const micros = ((run.cpuSeconds[name] ?? 0) / count) * 1e6;
+      values[name] = micros;
+      total += micros;
+    }
+    values.total = total;
+    return values;
+  });
+  return Object.fromEntries(
+    [...names, 'total'].map((name) => [
+      name,
+      Math.round((spread(perRun.map((values) => values[name] ?? 0))?.median ?? 0) * 10) / 10,
+    ]),
+  );
 }
