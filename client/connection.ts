@@ -218,6 +218,11 @@ export class RondaConnection extends EventEmitter {
     });
   }
 
+  /** Drops the connection now, without waiting for the server to answer what is in flight. */
+  destroy(): void {
+    this.socket.destroy();
+  }
+
   private write(message: object): void {
     if (this.closed) {
       queueMicrotask(() => this.rejectAll(this.closedError ?? new RondaError(ErrorCode.INTERNAL, 'connection closed')));

@@ -121,26 +121,30 @@ export class ConsoleSession {
     }
     this.state = 'leaving';
     this.onFinish?.();
-    void this.drain().then(async () => {
+    void this.drain().then(async (drained) => {
       if (this.state === 'finished') return;
       // Detached first, so that closing it is not taken for the server going away.
       const connection = this.connection;
       this.connection = undefined;
-      await connection?.close();
+      // The server ends a connection only once its tasks are answered; Ctrl-C means now.
+      if (drained) await connection?.close();
+      else connection?.destroy();
       this.end(0);
     });
   }
 
-  private async drain(): Promise<void> {
-    if (this.pending.size === 0) return;
+  /** Resolves true once every reply is in, false if Ctrl-C cut the wait short. */
+  private async drain(): Promise<boolean> {
+    if (this.pending.size === 0) return true;
     if (this.output.terminal) {
       this.output.line(this.output.chalk.dim(`waiting for ${this.pending.size} reply(s) still owed; Ctrl-C leaves now`));
     }
     let onSignal = (): void => undefined;
-    const interrupted = new Promise<void>((resolve) => (onSignal = resolve));
+    const interrupted = new Promise<boolean>((resolve) => (onSignal = () => resolve(false)));
     process.once('SIGINT', onSignal);
-    await Promise.race([Promise.all(this.pending), interrupted]);
+    const drained = await Promise.race([Promise.all(this.pending).then(() => true), interrupted]);
     process.off('SIGINT', onSignal);
+    return drained;
   }
 
   private request(send: Request): void {

@@ -216,10 +216,18 @@ describe('client on a terminal (a pseudo-terminal made by script(1))', function 
     expect(cli.stdout).to.include(`${label} sleep {"ms":300} -> {"sleptMs":300}`);
 
     cli.write('\u0003'); // Ctrl-C with text: clears the line, stays
-    cli.write('\u0003'); // Ctrl-C on the empty line: leaves
-    const run = await cli.result();
+    cli.write(':sleep 20000\r');
+    await until(() => cli.stdout.replace(ANSI, '').includes('ronda> :sleep 20000'), 5_000, 'the typed line to echo');
+    cli.write('\u0003'); // Ctrl-C on the empty line: leaves, once the replies owed are in...
+    await cli.waitFor(/waiting for 1 reply\(s\) still owed; Ctrl-C leaves now/);
+    cli.write('\u0003'); // ...or right away on another Ctrl-C.
+    const run = await cli.result(5_000);
     expect(run.code).to.equal(0);
     expect(run.stdout).to.not.include('abc ->');
+    expect(run.stdout).to.not.include('sleptMs":20000');
+    // The sleep is still running and an orderly stop would wait for it; its worker goes within
+    // 2 s of losing its primary (ORPHAN_GRACE_MS).
+    await cluster.kill('SIGKILL');
   });
 
   it('shows a progress bar for a long submit run on a terminal, and none when piped', async function () {
