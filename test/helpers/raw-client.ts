@@ -15,6 +15,7 @@ export class RawClient {
   readonly closed: Promise<void>;
   private readonly splitter = new LineSplitter(MAX_LINE_BYTES * 4);
   private waiters: (() => void)[] = [];
+  private listeners: ((message: ServerMessage) => void)[] = [];
   private isClosed = false;
 
   private constructor(readonly socket: net.Socket) {
@@ -38,6 +39,11 @@ export class RawClient {
         resolve(new RawClient(socket));
       });
     });
+  }
+
+  /** Calls `listener` with each reply as it arrives. */
+  onMessage(listener: (message: ServerMessage) => void): void {
+    this.listeners.push(listener);
   }
 
   get isOpen(): boolean {
@@ -106,6 +112,7 @@ export class RawClient {
       const parsed = ServerMessageSchema.safeParse(JSON.parse(text));
       if (!parsed.success) throw new Error(`reply does not match the protocol: ${text}`);
       this.messages.push(parsed.data);
+      for (const listener of this.listeners) listener(parsed.data);
     }
     this.wake();
   }
