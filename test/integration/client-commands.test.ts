@@ -158,6 +158,22 @@ describe('client one-shot commands (ronda submit / results / stats)', function (
     expect(missing.stderr).to.match(/is not a folder of worker databases/);
   });
 
+  it('sends the token from --token or RONDA_TOKEN, as the server reads it; a wrong one is one line, exit 1', async function () {
+    const cluster = await startCluster({ args: ['--quiet', '--token', 'secret123'] });
+    const env = { RONDA_PORT: String(cluster.port) };
+    const missing = await runCli(['stats'], { env });
+    expect(missing.code).to.equal(1);
+    expect(lines(missing.stderr)).to.deep.equal([
+      `ronda: the server at 127.0.0.1:${cluster.port} refused the token (wrong or missing token); pass --token or set RONDA_TOKEN`,
+    ]);
+    const wrong = await runCli(['submit', '--token', 'nope', 'x'], { env });
+    expect(wrong.code).to.equal(1);
+    expect(wrong.stderr).to.match(/refused the token/);
+    const right = await runCli(['submit', 'x'], { env: { ...env, RONDA_TOKEN: 'secret123' } });
+    expect(right.code, right.stderr).to.equal(0);
+    expect(right.stdout).to.match(/^\[worker 1\] x -> Task 'x' processed by worker 1 /);
+  });
+
   it('bad usage exits 2 with the reason and the usage; --help exits 0', async function () {
     const badLimit = await runCli(['results', '--limit', '0']);
     expect(badLimit.code).to.equal(2);
