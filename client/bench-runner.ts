@@ -79,8 +79,9 @@ export async function runBench(
   };
 
   try {
+    // Every phase starts warm: a cold JIT in the primary and the workers halves the first figures.
     progress('warming up');
-    if (plan.phases.has('saturation') || plan.phases.has('latency')) noteFailures(await saturate(connections, Math.round(plan.tasks * WARMUP_SHARE), plan.window));
+    noteFailures(await saturate(connections, Math.round(plan.tasks * WARMUP_SHARE), plan.window));
 
     const saturation: number[] = [];
     const saturationTasks: number[] = [];
