@@ -29,7 +29,8 @@ async function main(): Promise<number> {
   const output = new Output();
   const argv = process.argv.slice(2);
   // `ronda --port 5001` is the console with options, like `ronda` alone.
-  const [name = 'client', ...rest] = argv[0]?.startsWith('--') === true && argv[0] !== '--help' ? ['client', ...argv] : argv;
+  const consoleOptions = argv[0]?.startsWith('--') === true && argv[0] !== '--help';
+  const [name = 'client', ...rest] = consoleOptions ? ['client', ...argv] : argv;
   if (name === '--help' || name === '-h' || name === 'help') {
     output.line(USAGE);
     return 0;

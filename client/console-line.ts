@@ -106,7 +106,9 @@ function parseResults(rest: string): ConsoleAction {
       ...options,
       ...(positionals[0] === undefined ? {} : { limit: positionals[0] }),
     });
-    if (!parsed.success) return invalid(`:results: ${describeOptionIssues(parsed.error.issues).replace('--limit', 'n')}`);
+    if (!parsed.success) {
+      return invalid(`:results: ${describeOptionIssues(parsed.error.issues).replace('--limit', 'n')}`);
+    }
     return { type: 'results', limit: parsed.data.limit, worker: parsed.data.worker };
   } catch (error) {
     if (error instanceof ArgsError) return invalid(`:results: ${error.message}`);

@@ -78,14 +78,20 @@ export class ConsoleSession {
         return;
       case 'stats':
         this.request((connection) =>
-          connection.stats().then((stats) => showStats(this.output, stats), (error: unknown) => this.reportQueryError(connection, error)),
+          connection.stats().then(
+            (stats) => showStats(this.output, stats),
+            (error: unknown) => this.reportQueryError(connection, error),
+          ),
         );
         return;
       case 'results':
         this.request((connection) =>
           connection
             .results({ limit: action.limit, ...(action.worker === undefined ? {} : { worker: action.worker }) })
-            .then((rows) => showResults(this.output, rows), (error: unknown) => this.reportQueryError(connection, error)),
+            .then(
+              (rows) => showResults(this.output, rows),
+              (error: unknown) => this.reportQueryError(connection, error),
+            ),
         );
         return;
       default: {
@@ -137,7 +143,8 @@ export class ConsoleSession {
   private async drain(): Promise<boolean> {
     if (this.pending.size === 0) return true;
     if (this.output.terminal) {
-      this.output.line(this.output.chalk.dim(`waiting for ${this.pending.size} reply(s) still owed; Ctrl-C leaves now`));
+      const waiting = `waiting for ${this.pending.size} reply(s) still owed; Ctrl-C leaves now`;
+      this.output.line(this.output.chalk.dim(waiting));
     }
     let onSignal = (): void => undefined;
     const interrupted = new Promise<boolean>((resolve) => (onSignal = () => resolve(false)));
@@ -152,7 +159,9 @@ export class ConsoleSession {
     if (connection === undefined) {
       // Only while reconnecting (no input is read in any other state without a connection).
       this.held.push(send);
-      if (!this.quietReconnect) this.output.line(this.output.chalk.dim('not connected: it will be sent once reconnected'));
+      if (!this.quietReconnect) {
+        this.output.line(this.output.chalk.dim('not connected: it will be sent once reconnected'));
+      }
       return;
     }
     const settled = send(connection).finally(() => this.pending.delete(settled));
@@ -213,7 +222,8 @@ export class ConsoleSession {
         onAttempt: (attempt) => {
           if (attempt > 1) this.quietReconnect = false;
           if (!this.quietReconnect) {
-            this.output.line(this.output.chalk.yellow(`reconnecting to ${this.address} (attempt ${attempt}/${attempts})`));
+            const counted = `reconnecting to ${this.address} (attempt ${attempt}/${attempts})`;
+            this.output.line(this.output.chalk.yellow(counted));
           }
         },
       },

@@ -52,7 +52,8 @@ export function formatReply(chalk: ChalkInstance, task: string, reply: TaskReply
   if (reply.type === 'done') {
     return `${workerLabel(chalk, reply.worker)} ${task} -> ${formatValue(reply.result)}${time}`;
   }
-  return `${workerLabel(chalk, reply.worker)} ${task} -> ${chalk.red(`failed ${reply.error.code}: ${reply.error.message}`)}${time}`;
+  const failure = chalk.red(`failed ${reply.error.code}: ${reply.error.message}`);
+  return `${workerLabel(chalk, reply.worker)} ${task} -> ${failure}${time}`;
 }
 
 /** A task that got no reply: the server refused the message, or the connection went away. */
@@ -86,7 +87,10 @@ export function resultColumns(chalk: ChalkInstance): Column<ResultRow>[] {
     { header: 'task', value: (row) => truncate(row.task) },
     {
       header: 'result',
-      value: (row) => (row.status === 'done' ? truncate(formatStoredResult(row)) : chalk.red(truncate(formatStoredResult(row)))),
+      value: (row) => {
+        const text = truncate(formatStoredResult(row));
+        return row.status === 'done' ? text : chalk.red(text);
+      },
     },
     { header: 'time (UTC)', value: (row) => formatTime(row.timestamp) },
   ];
@@ -110,6 +114,7 @@ export function statsColumns(chalk: ChalkInstance): Column<WorkerStats>[] {
 export function statsSummary(stats: StatsReply): string {
   return (
     `queued ${stats.queued}, accepted ${stats.accepted}, ` +
-    `${stats.connections} client${stats.connections === 1 ? '' : 's'} connected, server up ${formatDuration(stats.uptimeMs)}`
+    `${stats.connections} client${stats.connections === 1 ? '' : 's'} connected, ` +
+    `server up ${formatDuration(stats.uptimeMs)}`
   );
 }

@@ -20,9 +20,8 @@ export interface OpenedConnection {
 /** Connects and says hello; rejects with an error whose message is ready to print. */
 export async function openConnection(address: ServerAddress, connectTimeoutMs = 5_000): Promise<OpenedConnection> {
   try {
-    return opened(
-      await RondaConnection.connect({ host: address.host, port: address.port, token: address.token, hello: true, connectTimeoutMs }),
-    );
+    const { host, port, token } = address;
+    return opened(await RondaConnection.connect({ host, port, token, hello: true, connectTimeoutMs }));
   } catch (error) {
     throw new Error(describeConnectError(error, address));
   }

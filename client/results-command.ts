@@ -45,7 +45,8 @@ export async function resultsCommand(argv: readonly string[], output: Output): P
   try {
     return print(await readResults(dataDir, query));
   } catch (error) {
-    output.error(`ronda: cannot read the worker databases in ${options.dataDir}: ${error instanceof Error ? error.message : String(error)}`);
+    const reason = error instanceof Error ? error.message : String(error);
+    output.error(`ronda: cannot read the worker databases in ${options.dataDir}: ${reason}`);
     return EXIT_FAILED;
   }
 }

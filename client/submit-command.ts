@@ -49,7 +49,8 @@ export async function submitCommand(argv: readonly string[], output: Output): Pr
   const commandLine = readCommandLine(SubmitOptionsSchema, argv, output, SUBMIT_USAGE, { positionals: true });
   if (typeof commandLine === 'number') return commandLine;
   const { options, positionals } = commandLine;
-  const fromStdin = (positionals.length === 1 && positionals[0] === '-') || (positionals.length === 0 && process.stdin.isTTY !== true);
+  const fromStdin =
+    (positionals.length === 1 && positionals[0] === '-') || (positionals.length === 0 && process.stdin.isTTY !== true);
   if (positionals.length === 0 && !fromStdin) {
     output.error(`ronda: no tasks given\n\n${SUBMIT_USAGE}`);
     return EXIT_USAGE;
@@ -75,7 +76,8 @@ export async function submitCommand(argv: readonly string[], output: Output): Pr
     output.clearProgress();
     if (run.lost !== undefined) {
       output.error(
-        `ronda: lost the connection to the server after ${run.answered} of ${count} replies: ${describeLostConnection(run.lost)}`,
+        `ronda: lost the connection to the server after ${run.answered} of ${count} replies: ` +
+          describeLostConnection(run.lost),
       );
       return EXIT_FAILED;
     }
@@ -109,7 +111,8 @@ class SubmitRun {
   start(task: TaskLine): Promise<Outcome> {
     this.started += 1;
     const payload = taskPayload(this.options.kind, task.text);
-    const submitOptions = { id: String(task.number), ...(this.options.timeoutMs === undefined ? {} : { timeoutMs: this.options.timeoutMs }) };
+    const { timeoutMs } = this.options;
+    const submitOptions = { id: String(task.number), ...(timeoutMs === undefined ? {} : { timeoutMs }) };
     return this.connection.submit(this.options.kind, payload, submitOptions).then(
       (reply): Outcome => ({ task, reply }),
       (error: unknown): Outcome => {

@@ -4,7 +4,8 @@ import { resultColumns, statsColumns, statsSummary } from './format';
 import type { Output } from './output';
 
 export function showStats(output: Output, stats: StatsReply): void {
-  output.line(`${output.tableText(stats.workers, statsColumns(output.chalk))}\n${output.chalk.dim(statsSummary(stats))}`);
+  const table = output.tableText(stats.workers, statsColumns(output.chalk));
+  output.line(`${table}\n${output.chalk.dim(statsSummary(stats))}`);
 }
 
 /** Rows come newest first, as the server and readResults return them. */

@@ -82,7 +82,11 @@ export class CliProcess {
 const running = new Set<CliProcess>();
 
 /** Starts `node dist/client/cli.js ...args` (or another command line) with piped stdio. */
-export function startCli(args: readonly string[], options: CliOptions = {}, command: readonly string[] = [process.execPath, CLI_SCRIPT]): CliProcess {
+export function startCli(
+  args: readonly string[],
+  options: CliOptions = {},
+  command: readonly string[] = [process.execPath, CLI_SCRIPT],
+): CliProcess {
   const [file = process.execPath, ...rest] = command;
   const child = spawn(file, [...rest, ...args], { env: cliEnv(options.env), stdio: ['pipe', 'pipe', 'pipe'] });
   const cli = new CliProcess(child);

@@ -78,7 +78,10 @@ describe('client console (ronda client) driven through stdin', function () {
 
   it('runs tasks, :commands and :stats from piped lines, and leaves on SALIR after the replies are in', async function () {
     const cluster = await startCluster({ args: ['--quiet'] });
-    const input = ['hola', ':hash hola', ':sleep 300', ':fib 20', ':submit sleep {"ms":5}', ':stats', ':nope 1', ':fib 99', 'SALIR', 'never sent', ''].join('\n');
+    const input = [
+      'hola', ':hash hola', ':sleep 300', ':fib 20', ':submit sleep {"ms":5}', ':stats', ':nope 1', ':fib 99',
+      'SALIR', 'never sent', '',
+    ].join('\n');
     const cli = startCli(['client', '--port', String(cluster.port)], { input });
     const run = await cli.result();
 
