@@ -41,6 +41,19 @@ function cpuSecondsOf(pid: number): number | undefined {
   }
 }
 
+/** CPU seconds the whole machine has spent busy (all cores, all processes) so far. */
+function machineBusySecondsNow(): number | undefined {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '';
+    // cpu user nice system idle iowait irq softirq steal ...: everything but idle and iowait.
+    const ticks = line.trim().split(/\s+/).slice(1).map(Number);
+    const busy = ticks.reduce((sum, value, index) => (index === 3 || index === 4 ? sum : sum + value), 0);
+    return Number.isFinite(busy) ? busy / TICKS_PER_S : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** A process to watch, by a name for the report. */
 export interface Watched {
   name: string;
@@ -61,6 +74,7 @@ export function meterPhase(watched: readonly Watched[], primaryPid: number | und
   const startedAt = performance.now();
   const startCpu = new Map(watched.map((process) => [process.name, cpuSecondsOf(process.pid)]));
   const ownStart = process.cpuUsage();
+  const machineStart = machineBusySecondsNow();
   let primaryRssMb: number | undefined;
   const sampleRss = (): void => {
     if (primaryPid === undefined) return;
@@ -81,6 +95,12 @@ export function meterPhase(watched: readonly Watched[], primaryPid: number | und
     }
     const own = process.cpuUsage(ownStart);
     cpuSeconds.bench = (own.user + own.system) / 1e6;
+    // Whatever else the machine ran meanwhile (other people's tests): the noise in these figures.
+    const machineEnd = machineBusySecondsNow();
+    if (machineStart !== undefined && machineEnd !== undefined && watched.length > 0) {
+      const ours = Object.values(cpuSeconds).reduce((sum, value) => sum + value, 0);
+      cpuSeconds.others = Math.max(0, machineEnd - machineStart - ours);
+    }
     const cpuPercent: Record<string, number> = {};
     for (const [name, used] of Object.entries(cpuSeconds)) {
       if (seconds > 0) cpuPercent[name] = Math.round((used / seconds) * 100);

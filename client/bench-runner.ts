@@ -261,7 +261,7 @@ function medianCpu(costs: Record<string, PhaseCost[]>): CpuByPhase {
 /** Median CPU microseconds per task of each process (and their sum) over the saturation runs. */
 function cpuPerTask(runs: readonly PhaseCost[], tasks: readonly number[]): Record<string, number> | undefined {
   if (runs.length === 0) return undefined;
-  const names = [...new Set(runs.flatMap((run) => Object.keys(run.cpuSeconds)))];
+  const names = [...new Set(runs.flatMap((run) => Object.keys(run.cpuSeconds)))].filter((name) => name !== 'others');
   const perRun = runs.map((run, index) => {
     const count = Math.max(1, tasks[index] ?? 1);
     const values: Record<string, number> = {};
