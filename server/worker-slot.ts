@@ -22,6 +22,8 @@ export interface SlotOptions {
   maxAttempts: number;
   logger: Logger;
   events: SlotEvents;
+  /** Starts a worker process with `args` (a standby, see StandbyPool); a plain fork when absent. */
+  spawn?: (args: readonly string[]) => ChildProcess;
 }
 
 /** What a slot tells the dispatcher. */
@@ -60,6 +62,8 @@ export class WorkerSlot {
   private redeliveries: Task[] = [];
   /** Tasks that were held by a worker that died on its own; handed over one at a time. */
   private suspects: Task[] = [];
+  /** The suspect now running alone: nothing else is handed over until it settles. */
+  private isolated: Task | undefined;
   /** Ids of the tasks whose time limit made this slot kill its worker. */
   private readonly timedOut = new Set<string>();
   private killedByPrimary = false;
@@ -100,6 +104,7 @@ export class WorkerSlot {
       this.state === 'ready' &&
       this.redeliveries.length === 0 &&
       this.suspects.length === 0 &&
+      this.isolated === undefined &&
       this.inflight.size < this.options.maxInflight
     );
   }
@@ -178,7 +183,7 @@ export class WorkerSlot {
     const { script, args, logger } = this.options;
     this.state = 'starting';
     this.killedByPrimary = false;
-    const child = fork(script, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = this.options.spawn?.(args) ?? fork(script, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     this.child = child;
     child.on('message', (raw: unknown) => this.receive(child, raw));
     child.on('error', (error) => logger.error(this.slot, `worker error: ${error.message}`));
@@ -229,6 +234,7 @@ export class WorkerSlot {
       if (task === undefined) continue;
       this.inflight.delete(outcome.taskId);
       this.timedOut.delete(outcome.taskId);
+      if (task === this.isolated) this.isolated = undefined;
       if (outcome.status === 'done') {
         this.done += 1;
         settled.push([task, { status: 'done', result: outcome.result, worker: this.slot }]);
@@ -249,7 +255,8 @@ export class WorkerSlot {
       this.assign(this.redeliveries.shift() as Task);
     }
     if (this.redeliveries.length === 0 && this.suspects.length > 0 && this.inflight.size === 0) {
-      this.assign(this.suspects.shift() as Task);
+      this.isolated = this.suspects.shift() as Task;
+      this.assign(this.isolated);
     }
     if (this.canTake()) this.options.events.capacity(this);
   }
@@ -290,6 +297,7 @@ export class WorkerSlot {
     this.outbox = [];
     const held = [...this.inflight.values()].filter((task) => !unsent.has(task));
     this.inflight.clear();
+    this.isolated = undefined;
     for (const task of held) this.reclaim(task, byPrimary);
     this.timedOut.clear();
     if (unsent.size > 0) events.returned(this, [...unsent]);
