@@ -5,7 +5,7 @@
  */
 import net from 'node:net';
 import { LineSplitter } from '../../shared/framing';
-import { MAX_LINE_BYTES, ServerMessageSchema, type ServerMessage } from '../../shared/protocol';
+import { MAX_LINE_BYTES, ServerMessageSchema, type ServerMessage, type StatsReply } from '../../shared/protocol';
 
 export class RawClient {
   /** Every reply received, in order. */
@@ -56,17 +56,24 @@ export class RawClient {
     return this.socket.write(`${JSON.stringify(data)}\n`);
   }
 
-  /** Resolves with the first reply that matches, waiting up to `timeoutMs`. */
+  /**
+   * Resolves with the first reply at index `from` or later that matches, waiting up to
+   * `timeoutMs`.
+   */
   async next<T extends ServerMessage>(
     match: (message: ServerMessage) => message is T,
     timeoutMs?: number,
+    from?: number,
   ): Promise<T>;
-  async next(match: (message: ServerMessage) => boolean, timeoutMs?: number): Promise<ServerMessage>;
-  async next(match: (message: ServerMessage) => boolean, timeoutMs = 5_000): Promise<ServerMessage> {
+  async next(match: (message: ServerMessage) => boolean, timeoutMs?: number, from?: number): Promise<ServerMessage>;
+  async next(match: (message: ServerMessage) => boolean, timeoutMs = 5_000, from = 0): Promise<ServerMessage> {
     const deadline = Date.now() + timeoutMs;
+    let index = from;
     for (;;) {
-      const found = this.messages.find(match);
-      if (found !== undefined) return found;
+      for (; index < this.messages.length; index += 1) {
+        const message = this.messages[index] as ServerMessage;
+        if (match(message)) return message;
+      }
       if (this.isClosed) throw new Error(`connection closed; replies so far: ${JSON.stringify(this.messages)}`);
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`no matching reply within ${timeoutMs} ms; got ${JSON.stringify(this.messages)}`);
@@ -78,6 +85,13 @@ export class RawClient {
         });
       });
     }
+  }
+
+  /** Asks for stats and resolves with the answer. */
+  async stats(): Promise<StatsReply> {
+    const from = this.messages.length;
+    this.send({ type: 'stats' });
+    return this.next((message): message is StatsReply => message.type === 'stats', 5_000, from);
   }
 
   /** The reply for task `id` (done, failed, or an error that names it). */
