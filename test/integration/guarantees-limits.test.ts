@@ -1,0 +1,200 @@
+import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import {
+  makeTempDir,
+  PRIMARY_SCRIPT,
+  startCluster,
+  stopClusters,
+  until,
+} from '../helpers/cluster';
+import { readRows } from '../helpers/db';
+import { closeRawClients, rawClient, type RawClient } from '../helpers/raw-client';
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Samples `stats` every 10 ms until `stop()`; resolves with the largest values seen. */
+function sampleStats(observer: RawClient): { stop: () => Promise<{ queued: number; inflight: number }> } {
+  let running = true;
+  const max = { queued: 0, inflight: 0 };
+  const loop = (async () => {
+    while (running) {
+      const stats = await observer.stats();
+      max.queued = Math.max(max.queued, stats.queued);
+      for (const worker of stats.workers) max.inflight = Math.max(max.inflight, worker.inflight);
+      await sleep(10);
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await loop;
+      return max;
+    },
+  };
+}
+
+describe('guarantees: bounded work in flight, hostile input, exposure', function () {
+  afterEach(async () => {
+    closeRawClients();
+    await stopClusters();
+  });
+
+  it('holds at most --max-inflight-per-worker tasks per worker and queues the rest', async function () {
+    const cluster = await startCluster({ args: ['--quiet', '--workers', '2', '--max-inflight-per-worker', '3'] });
+    const client = await rawClient(cluster.port);
+    const observer = await rawClient(cluster.port);
+    const sampler = sampleStats(observer);
+    const ids = Array.from({ length: 40 }, (_, i) => `n${i}`);
+    for (const id of ids) client.send({ type: 'submit', id, kind: 'sleep', payload: { ms: 40 } });
+    for (const id of ids) expect(await client.reply(id)).to.include({ type: 'done' });
+    const max = await sampler.stop();
+    expect(max.inflight).to.equal(3);
+    expect(max.queued).to.be.at.least(20);
+  });
+
+  it('stops reading from every client while the queue is full (--max-queue), then serves them all', async function () {
+    this.timeout(40_000);
+    const clients = 3;
+    const perClient = 3_000;
+    /** Floods one worker from `clients` connections; the largest queue `stats` showed meanwhile. */
+    const largestQueue = async (maxQueue: number): Promise<number> => {
+      const cluster = await startCluster({
+        args: ['--quiet', '--workers', '1', '--max-inflight-per-worker', '4', '--max-queue', String(maxQueue)],
+      });
+      const observer = await rawClient(cluster.port);
+      const senders = await Promise.all(Array.from({ length: clients }, () => rawClient(cluster.port)));
+      senders.forEach((client, c) => {
+        let lines = '';
+        for (let i = 0; i < perClient; i += 1) {
+          lines += `${JSON.stringify({ type: 'submit', id: `q${c}-${i}`, kind: 'text', payload: 'q' })}\n`;
+        }
+        client.send(lines);
+      });
+      const sampler = sampleStats(observer);
+      await until(
+        () => senders.every((client) => client.messages.filter((m) => m.type === 'done').length === perClient),
+        30_000,
+        'every task to be done',
+      );
+      const max = await sampler.stop();
+      expect(senders.flatMap((client) => client.messages.filter((m) => m.type !== 'done'))).to.deep.equal([]);
+      await stopClusters();
+      return max.queued;
+    };
+    const bounded = await largestQueue(50);
+    const unbounded = await largestQueue(1_000_000);
+    process.stdout.write(`      largest queue seen: ${bounded} with --max-queue 50, ${unbounded} without\n`);
+    // Lines already read when the queue fills are still queued: at most one socket read (64 KiB,
+    // about 1,100 of these submits) per connection. Without the pause each connection stops only at
+    // its own cap of 4096 unanswered tasks.
+    expect(unbounded, 'the same flood with no queue limit').to.be.above(5_000);
+    expect(bounded).to.be.below(50 + clients * 1_200);
+  });
+
+  it('shrugs off hostile input from one client while another is served', async function () {
+    this.timeout(20_000);
+    const cluster = await startCluster({ args: ['--quiet'] });
+    const good = await rawClient(cluster.port);
+    const ids = Array.from({ length: 300 }, (_, i) => `g${i}`);
+    let next = 0;
+    const trickle = setInterval(() => {
+      for (let i = 0; i < 10 && next < ids.length; i += 1) {
+        const id = ids[next++] as string;
+        good.send({ type: 'submit', id, kind: 'hash', payload: id });
+      }
+    }, 5);
+
+    const hostile: Buffer[] = [
+      Buffer.from([0xc3, 0x28, 0x0a]), // invalid UTF-8
+      Buffer.from(`{"type":"submit","payload":${'['.repeat(400_000)}${']'.repeat(400_000)}}\n`), // deep, under 1 MiB
+      Buffer.from(`{"type":"submit","payload":${'{"a":'.repeat(33)}1${'}'.repeat(33)}}\n`),
+      Buffer.from('{"type":"submit","payload":"x","__proto__":{"admin":true}}\n'),
+      Buffer.from('{"type":"submit","kind":"fib","payload":{"n":1e308}}\n'),
+      Buffer.from('{"type":"results","limit":-1}\n'),
+      Buffer.from('{"type":"submit","id":"","payload":"x"}\n'),
+      Buffer.from('\0\0\0\n'),
+      Buffer.from(`${'}'.repeat(1000)}\n`),
+      Buffer.from(`{"type":"submit","payload":"${'x'.repeat(2 * 1024 * 1024)}"}\n`), // over the limit
+    ];
+    const evil = await rawClient(cluster.port);
+    for (const chunk of hostile) evil.send(chunk);
+    await evil.waitClosed(10_000); // closed after LINE_TOO_LONG, the last one
+    const codes = evil.messages.map((message) =>
+      message.type === 'error' ? message.code : message.type === 'failed' ? message.error.code : message.type,
+    );
+    expect(codes.sort()).to.deep.equal(
+      ['BAD_UTF8', 'BAD_MESSAGE', 'BAD_MESSAGE', 'BAD_MESSAGE', 'BAD_MESSAGE', 'BAD_MESSAGE', 'LINE_TOO_LONG', 'BAD_PAYLOAD'].sort(),
+    );
+    // Lines that do not start with `{` are plain-text tasks, answered in plain text.
+    expect(evil.plain).to.have.length(2);
+
+    await until(() => next >= ids.length, 10_000, 'the good client to send all');
+    clearInterval(trickle);
+    for (const id of ids) expect(await good.reply(id)).to.include({ type: 'done' });
+    const stats = await good.stats();
+    expect(stats.workers.every((worker) => worker.restarts === 0)).to.equal(true);
+  });
+
+  it('stores the result of a task whose client disconnected before the reply', async function () {
+    const cluster = await startCluster({ args: ['--quiet', '--workers', '1'] });
+    const client = await rawClient(cluster.port);
+    client.send({ type: 'submit', id: 'orphan', kind: 'sleep', payload: { ms: 300 } });
+    await sleep(50);
+    client.destroy();
+    const file = path.join(cluster.dataDir, 'worker1.db');
+    await until(async () => (await readRows(file)).some((row) => row.client_id === 'orphan'), 5_000, 'the row');
+    const [row] = (await readRows(file)).filter((r) => r.client_id === 'orphan');
+    expect(row).to.include({ status: 'done', result: '{"sleptMs":300}' });
+    const other = await rawClient(cluster.port);
+    other.send({ type: 'submit', id: 'next', payload: 'next' });
+    expect(await other.reply('next')).to.include({ type: 'done' });
+  });
+
+  it('closes a half-open connection once its tasks are answered', async function () {
+    const cluster = await startCluster({ args: ['--quiet'] });
+    const client = await rawClient(cluster.port);
+    client.send({ type: 'submit', id: 'last', kind: 'sleep', payload: { ms: 200 } });
+    client.socket.end(); // half-close: no more requests, still reading
+    await client.waitClosed();
+    expect(client.messages.map((m) => m.type)).to.deep.equal(['done']);
+  });
+
+  it('binds loopback by default and refuses a non-loopback address without a token', async function () {
+    const dataDir = await makeTempDir();
+    try {
+      const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
+      delete env.RONDA_HOST;
+      delete env.RONDA_TOKEN;
+      const refused = spawn(process.execPath, [PRIMARY_SCRIPT, '--host', '0.0.0.0', '--port', '0', '--data-dir', dataDir], {
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stderr = '';
+      refused.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
+      const code = await new Promise((resolve) => refused.once('exit', resolve));
+      expect(code).to.equal(2);
+      expect(stderr).to.include('--token is required to listen on a non-loopback address');
+
+      const primary = spawn(process.execPath, [PRIMARY_SCRIPT, '--port', '0', '--data-dir', dataDir, '--quiet'], {
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      primary.stdout.setEncoding('utf8').on('data', (text: string) => (stdout += text));
+      const exited = new Promise((resolve) => primary.once('exit', resolve));
+      try {
+        await until(() => /listening on/.test(stdout), 10_000, 'the primary to listen');
+        expect(stdout).to.match(/listening on 127\.0\.0\.1:\d+/);
+      } finally {
+        primary.kill('SIGTERM');
+        await exited;
+      }
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
