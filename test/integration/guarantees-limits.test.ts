@@ -38,7 +38,9 @@ function sampleStats(observer: RawClient): { stop: () => Promise<{ queued: numbe
 }
 
 describe('guarantees: bounded work in flight, hostile input, exposure', function () {
+  let trickle: NodeJS.Timeout | undefined;
   afterEach(async () => {
+    clearInterval(trickle);
     closeRawClients();
     await stopClusters();
   });
@@ -101,7 +103,7 @@ describe('guarantees: bounded work in flight, hostile input, exposure', function
     const good = await rawClient(cluster.port);
     const ids = Array.from({ length: 300 }, (_, i) => `g${i}`);
     let next = 0;
-    const trickle = setInterval(() => {
+    trickle = setInterval(() => {
       for (let i = 0; i < 10 && next < ids.length; i += 1) {
         const id = ids[next++] as string;
         good.send({ type: 'submit', id, kind: 'hash', payload: id });
