@@ -18,8 +18,12 @@ const READY_TIMEOUT_MS = 10_000;
 const HELD_TIMEOUT_MS = 30_000;
 /** Tasks each connection keeps in flight while a worker is killed. */
 const BACKGROUND_WINDOW = 32;
-/** How long the load runs before the kill, so that every worker holds tasks. */
-const WARM_MS = 200;
+/**
+ * How long the load runs before the kill, so that every worker holds tasks. It also spaces the
+ * kills: one death at a time is measured, not a burst (the primary's standby worker, forked ahead
+ * of need, takes about half a second to be there again after it replaced one).
+ */
+const WARM_MS = 1_000;
 
 export interface RecoveryResult {
   /** From the kill to the replacement's 'ready' log line. */

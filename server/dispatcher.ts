@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from '../shared/logger';
 import type { WorkerStats } from '../shared/protocol';
 import { RoundRobin } from './round-robin';
+import { StandbyPool } from './standby-pool';
 import type { Outcome, Task } from './task';
 import { WorkerSlot, type SlotEvents } from './worker-slot';
 
@@ -13,6 +14,8 @@ export interface DispatcherOptions {
   script: string;
   /** Arguments for the worker of a slot. */
   args: (slot: number) => string[];
+  /** Extra arguments of a standby worker, which learns its slot's when it takes one. */
+  standbyArgs?: readonly string[];
   maxInflightPerWorker: number;
   maxQueue: number;
   maxAttempts: number;
@@ -34,11 +37,14 @@ export class Dispatcher implements SlotEvents {
 
   private readonly roundRobin: RoundRobin<WorkerSlot>;
   private queue: Task[] = [];
+  /** A worker process forked ahead of need, so that a dead worker's replacement is ready sooner. */
+  private readonly standbys: StandbyPool;
   private saturated = false;
   private sweepTimer: NodeJS.Timeout | undefined;
   private idleWaiters: (() => void)[] = [];
 
   constructor(private readonly options: DispatcherOptions) {
+    this.standbys = new StandbyPool(options.script, options.standbyArgs ?? [], options.logger);
     this.slots = Array.from(
       { length: options.workers },
       (_, index) =>
@@ -50,6 +56,7 @@ export class Dispatcher implements SlotEvents {
           maxAttempts: options.maxAttempts,
           logger: options.logger,
           events: this,
+          spawn: (args) => this.standbys.fork(args),
         }),
     );
     this.roundRobin = new RoundRobin(this.slots);
@@ -59,6 +66,7 @@ export class Dispatcher implements SlotEvents {
   async start(): Promise<void> {
     this.sweepTimer = setInterval(() => this.sweep(), TIMEOUT_SWEEP_MS).unref();
     await Promise.all(this.slots.map((slot) => slot.start()));
+    this.standbys.start();
   }
 
   get queued(): number {
@@ -97,11 +105,13 @@ export class Dispatcher implements SlotEvents {
   /** Stops every worker (they close their databases); safe to call twice. */
   async stop(timeoutMs?: number): Promise<void> {
     if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer);
+    this.standbys.close();
     await Promise.all(this.slots.map((slot) => slot.stop(timeoutMs)));
   }
 
   /** Kills every worker at once. */
   kill(): void {
+    this.standbys.close();
     for (const slot of this.slots) slot.kill();
   }
 

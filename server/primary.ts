@@ -40,6 +40,8 @@ export class Primary {
         databaseFile(config.dataDir, slot),
         ...(config.handlers === undefined ? [] : ['--handlers', config.handlers]),
       ],
+      // Only for `ps`: which cluster a standby worker belongs to before it is given a slot.
+      standbyArgs: ['--data-dir', config.dataDir],
       maxInflightPerWorker: config.maxInflightPerWorker,
       maxQueue: config.maxQueue,
       maxAttempts: config.maxAttempts,

@@ -182,3 +182,13 @@ export const FromWorkerSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('outcomes'), outcomes: z.array(TaskOutcomeSchema).min(1) }),
 ]);
 export type FromWorker = z.infer<typeof FromWorkerSchema>;
+
+// ---- primary <-> standby worker (IPC) ---------------------------------------------------------
+
+/** A standby worker (forked ahead of need) has loaded its modules and listens for `activate`. */
+export const StandbyReadySchema = z.strictObject({ type: z.literal('standby'), pid: z.number().int() });
+export type StandbyReady = z.infer<typeof StandbyReadySchema>;
+
+/** Tells a standby worker the arguments it would have been forked with. */
+export const ActivateSchema = z.strictObject({ type: z.literal('activate'), args: z.array(z.string().max(4096)).max(16) });
+export type Activate = z.infer<typeof ActivateSchema>;

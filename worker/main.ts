@@ -1,5 +1,6 @@
 /**
- * A worker process, forked by the primary: `main.js --slot N --db FILE [--handlers MODULE]`.
+ * A worker process, forked by the primary: `main.js --slot N --db FILE [--handlers MODULE]`, or
+ * forked ahead of need as `main.js --standby` and told those arguments later.
  * It opens its database, says `ready`, then runs what the primary sends until told to stop or
  * until the IPC channel closes (the primary is gone): no worker outlives its primary.
  */
@@ -7,7 +8,7 @@ import { z } from 'zod';
 import { parseArgs } from '../shared/args';
 import { intOption } from '../shared/config';
 import { describeIssues } from '../shared/errors';
-import { ToWorkerSchema, type FromWorker } from '../shared/protocol';
+import { ActivateSchema, ToWorkerSchema, type FromWorker, type StandbyReady } from '../shared/protocol';
 import { openWorkerDatabase } from '../shared/results-db';
 import { close } from '../shared/sqlite';
 import { loadKinds } from './load-kinds';
@@ -30,6 +31,30 @@ function send(message: FromWorker): void {
   if (process.connected) process.send?.(message, undefined, undefined, () => undefined);
 }
 
+/**
+ * A standby (`main.js --standby`, see server/standby-pool.ts) has loaded every module and waits
+ * here for the arguments of the slot it is to serve; until then it exits with its primary.
+ */
+function activation(): Promise<string[]> {
+  return new Promise((resolve) => {
+    const exit = (): never => process.exit(0);
+    const onMessage = (raw: unknown): void => {
+      const message = ActivateSchema.safeParse(raw);
+      if (!message.success) return;
+      process.off('message', onMessage);
+      process.off('disconnect', exit);
+      process.off('SIGTERM', exit);
+      resolve(message.data.args);
+    };
+    process.on('message', onMessage);
+    process.on('disconnect', exit);
+    process.on('SIGTERM', exit);
+    process.on('SIGINT', () => undefined);
+    const ready: StandbyReady = { type: 'standby', pid: process.pid };
+    process.send?.(ready, undefined, undefined, () => undefined);
+  });
+}
+
 function fatal(message: string): never {
   process.stderr.write(`worker: ${message}\n`);
   process.exit(1);
@@ -37,7 +62,8 @@ function fatal(message: string): never {
 
 async function main(): Promise<void> {
   if (process.send === undefined) fatal('must be started by the primary (it needs an IPC channel)');
-  const args = WorkerArgsSchema.safeParse(parseArgs(process.argv.slice(2), new Set()).options);
+  const argv = process.argv.includes('--standby') ? await activation() : process.argv.slice(2);
+  const args = WorkerArgsSchema.safeParse(parseArgs(argv, new Set()).options);
   if (!args.success) fatal(describeIssues(args.error.issues));
   const { slot, db: file, handlers } = args.data;
 
