@@ -300,7 +300,14 @@ export class WorkerSlot {
     this.isolated = undefined;
     for (const task of held) this.reclaim(task, byPrimary);
     this.timedOut.clear();
-    if (unsent.size > 0) events.returned(this, [...unsent]);
+    // Tasks that never reached the dead worker may run on any slot, except a redelivered one: it
+    // may be stored in this slot's database already, and only that database can tell.
+    const returned: Task[] = [];
+    for (const task of unsent) {
+      if (!task.redelivered) returned.push(task);
+      else if (task.failWith === undefined && task.deaths > 0) this.suspects.push(task);
+      else this.redeliveries.push(task);
+    }
 
     this.youngDeaths = !byPrimary && uptime < MIN_UPTIME_MS ? this.youngDeaths + 1 : 0;
     const delay =
@@ -308,14 +315,17 @@ export class WorkerSlot {
     this.restarts += 1;
     if (delay === 0) {
       this.spawn();
-      return;
+    } else {
+      logger.warn(this.slot, `worker keeps dying young (${this.youngDeaths} in a row); respawning in ${delay} ms`);
+      this.state = 'backoff';
+      this.respawnTimer = setTimeout(() => {
+        this.respawnTimer = undefined;
+        this.spawn();
+      }, delay);
     }
-    logger.warn(this.slot, `worker keeps dying young (${this.youngDeaths} in a row); respawning in ${delay} ms`);
-    this.state = 'backoff';
-    this.respawnTimer = setTimeout(() => {
-      this.respawnTimer = undefined;
-      this.spawn();
-    }, delay);
+    // Only now, when this slot no longer looks ready, so that they are not handed straight back to
+    // it with no worker to send them to.
+    if (returned.length > 0) events.returned(this, returned);
   }
 
   /** Decides what becomes of a task the dead worker held: stored failure, or run again. */
