@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ServerMessage } from '../../shared/protocol';
 import { MIN_UPTIME_MS } from '../../server/worker-slot';
@@ -88,14 +88,33 @@ function pipeline(client: RawClient, tasks: readonly Submitted[]): Promise<void>
   });
 }
 
-/** A worker of this test's cluster, checked by its command line so no stranger is ever signalled. */
-function isOurWorker(pid: number, dataDir: string): boolean {
+function parentOf(pid: number): number | undefined {
   try {
-    const command = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    return command.includes(path.join('worker', 'main.js')) && command.includes(dataDir);
+    const match = readFileSync(`/proc/${pid}/status`, 'utf8').match(/^PPid:\s+(\d+)/m);
+    return match === null ? undefined : Number(match[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** A worker of this test's primary, checked before each kill so that no stranger is signalled. */
+function isOurWorker(pid: number, primaryPid: number): boolean {
+  try {
+    return (
+      parentOf(pid) === primaryPid &&
+      readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(path.join('worker', 'main.js'))
+    );
   } catch {
     return false;
   }
+}
+
+/** Every process whose parent is `pid` (workers, and a standby if the primary keeps one). */
+function childrenOf(pid: number): number[] {
+  return readdirSync('/proc')
+    .filter((name) => /^\d+$/.test(name))
+    .map(Number)
+    .filter((child) => parentOf(child) === pid);
 }
 
 describe('chaos: SIGKILL a random worker every few hundred ms under pipelined load', function () {
@@ -141,7 +160,7 @@ describe('chaos: SIGKILL a random worker every few hundred ms under pipelined lo
             (worker.uptimeMs >= MIN_UPTIME_MS || Math.random() < YOUNG_KILL_SHARE),
         );
         const victim = ready[Math.floor(Math.random() * ready.length)];
-        if (victim?.pid == null || !isOurWorker(victim.pid, cluster.dataDir)) continue;
+        if (victim?.pid == null || !isOurWorker(victim.pid, cluster.pid)) continue;
         process.kill(victim.pid, 'SIGKILL');
         kills.push(victim.pid);
       }
@@ -158,6 +177,7 @@ describe('chaos: SIGKILL a random worker every few hundred ms under pipelined lo
     await killer;
     const elapsedMs = Date.now() - started;
     await notePids();
+    for (const pid of childrenOf(cluster.pid)) pidsSeen.add(pid);
     const stats = await observer.stats();
 
     // Shut down in order: any late duplicate reply would still reach the clients before they close.
