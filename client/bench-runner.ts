@@ -52,7 +52,8 @@ export interface BenchReport {
   json: Record<string, unknown>;
 }
 
-type Progress = (text: string) => void;
+/** Tells a person what runs now, and how far the phase is (`done` of `total` runs). */
+type Progress = (label: string, done: number, total: number) => void;
 
 export async function runBench(
   target: BenchTarget,
@@ -80,7 +81,7 @@ export async function runBench(
 
   try {
     // Every phase starts warm: a cold JIT in the primary and the workers halves the first figures.
-    progress('warming up');
+    progress('warming up', 0, 1);
     noteFailures(await saturate(connections, Math.round(plan.tasks * WARMUP_SHARE), plan.window));
 
     const saturation: number[] = [];
@@ -88,9 +89,9 @@ export async function runBench(
     const saturationRuns = plan.phases.has('saturation') || plan.phases.has('latency') ? plan.runs : 0;
     for (let run = 1; run <= saturationRuns; run += 1) {
       const label = `saturation run ${run}/${plan.runs}`;
-      progress(label);
+      progress(label, run - 1, plan.runs);
       const result = await metered('saturation', () =>
-        saturate(connections, plan.tasks, plan.window, (done) => progress(`${label}: ${done}/${plan.tasks}`)),
+        saturate(connections, plan.tasks, plan.window, (done) => progress(`${label}: ${done} tasks`, run - 1 + done / plan.tasks, plan.runs)),
       );
       noteFailures(result);
       saturation.push(result.tasksPerS);
@@ -106,7 +107,7 @@ export async function runBench(
       const name = `${Math.round(load * 100)}%`;
       const runs: Awaited<ReturnType<typeof paced>>[] = [];
       for (let run = 1; run <= plan.runs; run += 1) {
-        progress(`latency at ${name} load (${rate} tasks/s), run ${run}/${plan.runs}`);
+        progress(`latency at ${name} load (${rate} tasks/s), run ${run}/${plan.runs}`, run - 1, plan.runs);
         const result = await metered(`latency ${name}`, () => paced(connections, rate, plan.durationMs));
         noteFailures(result);
         runs.push(result);
@@ -135,7 +136,7 @@ export async function runBench(
 
     const serialRuns: Awaited<ReturnType<typeof serial>>[] = [];
     for (let run = 1; run <= (plan.phases.has('serial') ? plan.runs : 0); run += 1) {
-      progress(`one task at a time, run ${run}/${plan.runs}`);
+      progress(`one task at a time, run ${run}/${plan.runs}`, run - 1, plan.runs);
       const result = await metered('one at a time', () => serial(control, plan.durationMs));
       noteFailures(result);
       serialRuns.push(result);
@@ -145,7 +146,7 @@ export async function runBench(
     if (target.primaryPid !== undefined && plan.phases.has('recovery')) {
       const recoveryConnections = connections.slice(0, RECOVERY_CONNECTIONS);
       for (let run = 1; run <= plan.runs; run += 1) {
-        progress(`kill -9 of a worker, run ${run}/${plan.runs}`);
+        progress(`kill -9 of a worker, run ${run}/${plan.runs}`, run - 1, plan.runs);
         const result = await measureRecovery(target, recoveryConnections);
         noteFailures(result);
         recoveryRuns.push(result);

@@ -81,11 +81,12 @@ export async function benchCommand(argv: string[], output: Output): Promise<numb
     durationMs: args.durationMs ?? (args.quick ? 1_000 : 2_000),
     phases: new Set(args.phases ?? PHASES),
   };
-  const progress = (text: string): void => {
-    if (!args.json) output.progress(0, 0, text);
+  // Output.progress draws on a terminal only; a piped run prints nothing but the result.
+  const progress = (label: string, done: number, total: number): void => {
+    if (!args.json) output.progress(Math.floor(done), total, label);
   };
 
-  progress('starting the cluster');
+  progress('starting the cluster', 0, 1);
   const own = args.port === undefined;
   const target = own ? await startOwnCluster(args.workers) : externalTarget(args.host ?? '127.0.0.1', args.port as number);
   try {
