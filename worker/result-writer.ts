@@ -109,11 +109,21 @@ export class ResultWriter {
         record.taskId,
         record.clientId ?? null,
         record.kind,
-        record.task.text,
-        record.result.text,
+        wellFormed(record.task.text),
+        wellFormed(record.result.text),
         record.result.json,
         record.outcome.status,
       ]),
     );
   }
+}
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+/**
+ * A lone surrogate (a client may send "\ud800" in JSON) as U+FFFD, which is what binding the
+ * string as a parameter stored; through JSON, SQLite would store it as invalid UTF-8 instead.
+ */
+function wellFormed(text: string): string {
+  return text.replace(LONE_SURROGATE, '\uFFFD');
 }

@@ -1,0 +1,81 @@
+import { expect } from 'chai';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { encodeValue, openWorkerDatabase } from '../../shared/results-db';
+import { close, type Database } from '../../shared/sqlite';
+import { MAX_ROWS_PER_INSERT, ResultWriter, type ResultRecord } from '../../worker/result-writer';
+import { readRows } from '../helpers/db';
+
+/** The rows of a batch travel to SQLite as one JSON parameter: every value must come out as it went in. */
+describe('worker ResultWriter (rows as one JSON parameter, a real SQLite file)', function () {
+  let dir: string;
+  let file: string;
+  let db: Database;
+  let writer: ResultWriter;
+  let commits: { ids: string[]; error: Error | undefined }[];
+
+  beforeEach(async function () {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'ronda-unit-'));
+    file = path.join(dir, 'worker3.db');
+    db = await openWorkerDatabase(file);
+    writer = new ResultWriter(db, 3);
+    commits = [];
+    writer.listen((records, error) => commits.push({ ids: records.map((record) => record.taskId), error }));
+  });
+
+  afterEach(async function () {
+    await close(db);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const record = (taskId: string, payload: unknown, result: unknown, clientId?: string): ResultRecord => ({
+    taskId,
+    clientId,
+    kind: 'text',
+    task: encodeValue(payload),
+    result: encodeValue(result),
+    outcome: { status: 'done', result },
+  });
+
+  it('stores text, JSON, NUL, quotes, emoji and null client ids exactly, in order, in one commit', async function () {
+    const records = [
+      record('t1', 'plain', "Task 'plain' processed by worker 3", 'c1'),
+      record('t2', { n: 5, nested: ['x', null] }, 42),
+      record('t3', 'a\u0000b "quoted" \\ back', 'é😀\n\ttab'),
+      record('t4', '{"looks":"like json"}', null, 'c4'),
+    ];
+    for (const each of records) writer.add(each);
+    await writer.idle();
+
+    expect(commits).to.deep.equal([{ ids: ['t1', 't2', 't3', 't4'], error: undefined }]);
+    const rows = await readRows(file);
+    expect(rows.map((row) => [row.task_id, row.client_id, row.kind, row.task, row.result, row.result_json, row.status, row.worker])).to.deep.equal([
+      ['t1', 'c1', 'text', 'plain', "Task 'plain' processed by worker 3", 0, 'done', 3],
+      ['t2', null, 'text', '{"n":5,"nested":["x",null]}', '42', 1, 'done', 3],
+      ['t3', null, 'text', 'a\u0000b "quoted" \\ back', 'é😀\n\ttab', 0, 'done', 3],
+      ['t4', 'c4', 'text', '{"looks":"like json"}', 'null', 1, 'done', 3],
+    ]);
+    expect(new Set(rows.map((row) => row.timestamp)).size).to.equal(1);
+  });
+
+  it('stores a lone surrogate as U+FFFD, as a bound parameter would', async function () {
+    writer.add(record('s1', 'x\ud800y', '\udc00'));
+    await writer.idle();
+    const [row] = await readRows(file);
+    expect([row?.task, row?.result]).to.deep.equal(['x\uFFFDy', '\uFFFD']);
+  });
+
+  it('writes a batch larger than one INSERT in one transaction, and keeps the first row of a repeated id', async function () {
+    const count = MAX_ROWS_PER_INSERT * 2 + 7;
+    for (let i = 0; i < count; i += 1) writer.add(record(`b${i}`, `payload ${i}`, `result ${i}`));
+    writer.add(record('b0', 'again', 'second write'));
+    await writer.idle();
+
+    expect(commits.every((commit) => commit.error === undefined)).to.equal(true);
+    const rows = await readRows(file);
+    expect(rows).to.have.length(count);
+    expect(rows.map((row) => row.task_id)).to.deep.equal(Array.from({ length: count }, (_, i) => `b${i}`));
+    expect(rows[0]).to.include({ task: 'payload 0', result: 'result 0' });
+  });
+});
