@@ -5,7 +5,7 @@
  */
 import os from 'node:os';
 import type { BenchTarget } from './bench-cluster';
-import { closeAll, connectAll, paced, saturate, serial, type Endpoint } from './bench-load';
+import { closeAll, connectAll, paced, saturate, serial, withDeadline, type Endpoint } from './bench-load';
 import { memoryOf, meterPhase, type PhaseCost, type Watched } from './bench-proc';
 import { measureRecovery } from './bench-recovery';
 import { spread, targetMet, type CpuByPhase, type Figure } from './bench-report';
@@ -33,6 +33,9 @@ export const LATENCY_LOADS = [0.1, 0.5] as const;
 const RECOVERY_CONNECTIONS = 2;
 /** The warm-up's share of a saturation run: enough for the JIT, not enough to matter. */
 const WARMUP_SHARE = 0.2;
+
+/** Longest any single run may take: a cluster that stops answering ends the bench, not hangs it. */
+const RUN_LIMIT_MS = 180_000;
 
 /** Issue 5's targets, for a 2-core machine. */
 export const TARGETS = {
@@ -74,7 +77,7 @@ export async function runBench(
   /** Runs `body` with the processes' CPU and the primary's memory measured around it. */
   const metered = async <T>(phase: string, body: () => Promise<T>): Promise<T> => {
     const stop = meterPhase(await watched(target, control), target.primaryPid);
-    const result = await body();
+    const result = await bounded(phase, body());
     (costs[phase] ??= []).push(stop());
     return result;
   };
@@ -82,7 +85,7 @@ export async function runBench(
   try {
     // Every phase starts warm: a cold JIT in the primary and the workers halves the first figures.
     progress('warming up', 0, 1);
-    noteFailures(await saturate(connections, Math.round(plan.tasks * WARMUP_SHARE), plan.window));
+    noteFailures(await bounded('the warm-up', saturate(connections, Math.round(plan.tasks * WARMUP_SHARE), plan.window)));
 
     const saturation: number[] = [];
     const saturationTasks: number[] = [];
@@ -147,7 +150,7 @@ export async function runBench(
       const recoveryConnections = connections.slice(0, RECOVERY_CONNECTIONS);
       for (let run = 1; run <= plan.runs; run += 1) {
         progress(`kill -9 of a worker, run ${run}/${plan.runs}`, run - 1, plan.runs);
-        const result = await measureRecovery(target, recoveryConnections);
+        const result = await bounded('recovery', measureRecovery(target, recoveryConnections));
         noteFailures(result);
         recoveryRuns.push(result);
       }
@@ -281,4 +284,14 @@ function cpuPerTask(runs: readonly PhaseCost[], tasks: readonly number[]): Recor
       Math.round((spread(perRun.map((values) => values[name] ?? 0))?.median ?? 0) * 10) / 10,
     ]),
   );
+}
+
+/** `promise`, or an error once RUN_LIMIT_MS have passed without it settling. */
+async function bounded<T>(what: string, promise: Promise<T>): Promise<T> {
+  const result = await withDeadline(
+    promise.then((value) => ({ value })),
+    RUN_LIMIT_MS,
+  );
+  if (result === undefined) throw new Error(`${what} did not finish within ${RUN_LIMIT_MS / 1000} s`);
+  return result.value;
 }
