@@ -2,6 +2,7 @@
 import sqlite3 from 'sqlite3';
 
 export type Database = sqlite3.Database;
+export type Statement = sqlite3.Statement;
 
 export function openDatabase(file: string, mode: 'readwrite' | 'readonly'): Promise<Database> {
   const flags =
@@ -39,4 +40,23 @@ export function get<Row>(db: Database, sql: string, params: readonly unknown[] =
 
 export function close(db: Database): Promise<void> {
   return new Promise((resolve, reject) => db.close((error) => (error === null ? resolve() : reject(error))));
+}
+
+/** Prepares a statement to run many times; finalize it before closing its database. */
+export function prepare(db: Database, sql: string): Promise<Statement> {
+  return new Promise((resolve, reject) => {
+    const statement: Statement = db.prepare(sql, (error: Error | null) =>
+      error === null ? resolve(statement) : reject(error),
+    );
+  });
+}
+
+export function runStatement(statement: Statement, params: readonly unknown[]): Promise<void> {
+  return new Promise((resolve, reject) =>
+    statement.run(params, (error: Error | null) => (error === null ? resolve() : reject(error))),
+  );
+}
+
+export function finalize(statement: Statement): Promise<void> {
+  return new Promise((resolve) => statement.finalize(() => resolve()));
 }

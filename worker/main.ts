@@ -77,7 +77,7 @@ async function main(): Promise<void> {
       const grace =
         graceMs === undefined ? [] : [new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref())];
       await Promise.race([runner.idle(), ...grace]);
-      await runner.flush();
+      await runner.close();
       await close(db);
       process.exit(0);
     })());

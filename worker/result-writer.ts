@@ -1,5 +1,5 @@
 import { RESULT_COLUMNS, toStoredOutcome, type EncodedValue, type StoredOutcome } from '../shared/results-db';
-import { all, exec, run, type Database } from '../shared/sqlite';
+import { all, exec, finalize, prepare, runStatement, type Database, type Statement } from '../shared/sqlite';
 
 /** Rows per INSERT statement: bounds the size of one JSON parameter. */
 export const MAX_ROWS_PER_INSERT = 500;
@@ -39,6 +39,11 @@ export class ResultWriter {
   private buffer: ResultRecord[] = [];
   private running: Promise<void> | undefined;
   private onCommit: CommitListener = () => undefined;
+  /**
+   * Prepared once: `Database#run` prepares, steps and finalizes, each a trip to the thread pool,
+   * which a lone task waits for; a prepared statement takes one trip per batch.
+   */
+  private statement: Promise<Statement> | undefined;
 
   constructor(
     private readonly db: Database,
@@ -58,6 +63,14 @@ export class ResultWriter {
   /** Resolves once every record added so far is committed (or reported lost). */
   async idle(): Promise<void> {
     while (this.running !== undefined) await this.running;
+  }
+
+  /** Commits what was added, then releases the prepared statement; the database can then close. */
+  async close(): Promise<void> {
+    await this.idle();
+    const statement = this.statement;
+    this.statement = undefined;
+    if (statement !== undefined) await finalize(await statement);
   }
 
   /** Stored outcomes for those of `taskIds` that have a row already. */
@@ -94,7 +107,8 @@ export class ResultWriter {
     try {
       for (let start = 0; start < batch.length; start += MAX_ROWS_PER_INSERT) {
         const chunk = batch.slice(start, start + MAX_ROWS_PER_INSERT);
-        await run(this.db, INSERT_SQL, [this.rowsJson(chunk), this.slot, timestamp]);
+        this.statement ??= prepare(this.db, INSERT_SQL);
+        await runStatement(await this.statement, [this.rowsJson(chunk), this.slot, timestamp]);
       }
       if (!single) await exec(this.db, 'COMMIT');
     } catch (error) {

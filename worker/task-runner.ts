@@ -25,9 +25,9 @@ export class TaskRunner {
     writer.listen((records, error) => this.committed(records, error));
   }
 
-  /** Resolves when every outcome produced so far is committed and reported. */
-  flush(): Promise<void> {
-    return this.writer.idle();
+  /** Commits and reports every outcome produced so far, then lets go of the database. */
+  close(): Promise<void> {
+    return this.writer.close();
   }
 
   private committed(records: ResultRecord[], error: Error | undefined): void {

@@ -25,6 +25,7 @@ describe('worker ResultWriter (rows as one JSON parameter, a real SQLite file)',
   });
 
   afterEach(async function () {
+    await writer.close();
     await close(db);
     await rm(dir, { recursive: true, force: true });
   });

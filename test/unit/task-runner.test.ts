@@ -37,6 +37,7 @@ describe('worker TaskRunner and ResultWriter (a real SQLite file)', function () 
   });
 
   afterEach(async function () {
+    await runner.close();
     await close(db);
     await rm(dir, { recursive: true, force: true });
   });
