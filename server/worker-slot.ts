@@ -338,7 +338,7 @@ export class WorkerSlot {
       if (task.deaths >= this.options.maxAttempts) {
         task.failWith = {
           code: ErrorCode.WORKER_LOST,
-          message: `task was running when its worker died ${task.deaths} times; not trying again`,
+          message: `task was running when its worker died ${task.deaths} time${task.deaths === 1 ? '' : 's'}; not trying again`,
         };
       }
     }

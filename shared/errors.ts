@@ -68,7 +68,11 @@ export class RondaError extends Error {
  * `payload.n must be an integer from 0 to 40`. `root` names the value that was parsed.
  */
 export function describeIssues(issues: readonly z.core.$ZodIssue[], root = ''): string {
-  return issues
+  // One issue per field: zod reports 1e308 for `int().max(40)` against both the safe-integer
+  // range and the schema's bound, and the later, schema's own one is the one to name.
+  const byPath = new Map<string, z.core.$ZodIssue>();
+  for (const issue of issues) byPath.set(issue.path.map(String).join('.'), issue);
+  return [...byPath.values()]
     .slice(0, 3)
     .map((issue) => describeIssue(issue, root))
     .join('; ');

@@ -122,7 +122,7 @@ describe('error codes: each is reachable, and the server serves a good task afte
     it('WORKER_LOST when a task kills its worker (--max-attempts 1)', async function () {
       const client = await rawClient(cluster.port);
       client.send({ type: 'submit', id: 'w1', kind: 'crash', payload: null });
-      expectFailed(await client.reply('w1'), ErrorCode.WORKER_LOST, /worker died 1 times/);
+      expectFailed(await client.reply('w1'), ErrorCode.WORKER_LOST, /worker died 1 time;/);
       await servesGoodTask(client);
     });
 

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import type { z } from 'zod';
 import { describeIssues } from '../../shared/errors';
+import { BUILTIN_KINDS } from '../../worker/builtin-kinds';
 import {
   ClientMessageSchema,
   FromWorkerSchema,
@@ -136,5 +137,15 @@ describe('protocol schemas', function () {
         [{ type: 'outcomes', outcomes: [{ taskId: 't1', status: 'failed' }] }, /^outcomes\.0\.error is required$/],
       ],
     );
+  });
+});
+
+describe('describeIssues', function () {
+  it('names one rule per field: the schema bound, not also the safe-integer range', function () {
+    const result = BUILTIN_KINDS.fib?.schema.safeParse({ n: 1e308 });
+    expect(result?.success).to.equal(false);
+    if (result !== undefined && !result.success) {
+      expect(describeIssues(result.error.issues, 'payload')).to.equal('payload.n must be at most 40');
+    }
   });
 });
