@@ -82,7 +82,9 @@ export function decodeValue(text: string | null, json: number): unknown {
 /** A stored outcome, as the worker returns it for a redelivered task. */
 export type StoredOutcome = { status: 'done'; result: unknown } | { status: 'failed'; error: ErrorData };
 
-interface RawRow {
+/** A row of `results` as SQLite returns it (`id` is only read by tools and tests). */
+export interface StoredRow {
+  id: number;
   task_id: string;
   client_id: string | null;
   kind: string;
@@ -94,7 +96,7 @@ interface RawRow {
   timestamp: string;
 }
 
-export function toStoredOutcome(row: Pick<RawRow, 'result' | 'result_json' | 'status'>): StoredOutcome {
+export function toStoredOutcome(row: Pick<StoredRow, 'result' | 'result_json' | 'status'>): StoredOutcome {
   const value = decodeValue(row.result, row.result_json);
   return row.status === 'done' ? { status: 'done', result: value } : { status: 'failed', error: value as ErrorData };
 }
@@ -138,7 +140,7 @@ async function readFile(file: string, filter: ResultsFilter): Promise<ResultRow[
     db.configure('busyTimeout', 2000);
     const where = filter.id === undefined ? '' : 'WHERE task_id = ? OR client_id = ?';
     const params = filter.id === undefined ? [filter.limit] : [filter.id, filter.id, filter.limit];
-    const rows = await all<RawRow>(
+    const rows = await all<Omit<StoredRow, 'id'>>(
       db,
       `SELECT ${RESULT_COLUMNS.join(', ')} FROM results ${where} ORDER BY id DESC LIMIT ?`,
       params,

@@ -1,18 +1,8 @@
 /** Reads a worker's SQLite file directly, read-only, as the seed's users did. */
+import type { StoredRow } from '../../shared/results-db';
 import { all, close, openDatabase } from '../../shared/sqlite';
 
-export interface StoredRow {
-  id: number;
-  task_id: string;
-  client_id: string | null;
-  kind: string;
-  task: string;
-  result: string | null;
-  result_json: number;
-  status: 'done' | 'failed';
-  worker: number;
-  timestamp: string;
-}
+export type { StoredRow };
 
 export async function readRows(file: string): Promise<StoredRow[]> {
   const db = await openDatabase(file, 'readonly');
