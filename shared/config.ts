@@ -4,7 +4,7 @@
  */
 import path from 'node:path';
 import { z } from 'zod';
-import { ArgsError, kebabCase, parseArgs, withEnvironment } from './args';
+import { ArgsError, camelCase, envName, kebabCase, parseArgs, withEnvironment } from './args';
 import { describeIssue } from './errors';
 
 export const DEFAULT_HOST = '127.0.0.1';
@@ -26,29 +26,45 @@ export const flagOption = z.preprocess((value) => {
   return value;
 }, z.boolean());
 
+/** Defaults of the primary's options, shared by the schema and the usage text. */
+export const SERVER_DEFAULTS = {
+  host: DEFAULT_HOST,
+  port: DEFAULT_PORT,
+  workers: 3,
+  dataDir: 'data',
+  taskTimeoutMs: 90_000,
+  maxTaskTimeoutMs: 600_000,
+  maxConnections: 1_000,
+  maxInflightPerWorker: 256,
+  maxQueue: 10_000,
+  maxAttempts: 3,
+  idleTimeoutMs: 300_000,
+  shutdownTimeoutMs: 10_000,
+} as const;
+
 export const HostSchema = z.string().min(1).max(255);
 export const PortSchema = intOption(0, 65535);
 
 export const ServerConfigSchema = z
   .strictObject({
-    host: HostSchema.default(DEFAULT_HOST),
-    port: PortSchema.default(DEFAULT_PORT),
-    workers: intOption(1, 64).default(3),
-    dataDir: z.string().min(1).default('data'),
+    host: HostSchema.default(SERVER_DEFAULTS.host),
+    port: PortSchema.default(SERVER_DEFAULTS.port),
+    workers: intOption(1, 64).default(SERVER_DEFAULTS.workers),
+    dataDir: z.string().min(1).default(SERVER_DEFAULTS.dataDir),
     /** A module that exports more task kinds; loaded by every worker. */
     handlers: z.string().min(1).optional(),
     quiet: flagOption.default(false),
     /** Required to listen on anything but loopback; clients send it in `hello`. */
     token: z.string().min(8).max(1024).optional(),
-    taskTimeoutMs: intOption(1, 3_600_000).default(90_000),
-    maxTaskTimeoutMs: intOption(1, 3_600_000).default(600_000),
-    maxConnections: intOption(1, 100_000).default(1_000),
-    maxInflightPerWorker: intOption(1, 10_000).default(256),
-    maxQueue: intOption(1, 1_000_000).default(10_000),
+    taskTimeoutMs: intOption(1, 3_600_000).default(SERVER_DEFAULTS.taskTimeoutMs),
+    maxTaskTimeoutMs: intOption(1, 3_600_000).default(SERVER_DEFAULTS.maxTaskTimeoutMs),
+    maxConnections: intOption(1, 100_000).default(SERVER_DEFAULTS.maxConnections),
+    maxInflightPerWorker: intOption(1, 10_000).default(SERVER_DEFAULTS.maxInflightPerWorker),
+    maxQueue: intOption(1, 1_000_000).default(SERVER_DEFAULTS.maxQueue),
     /** How many worker deaths a task may cause before it is failed with WORKER_LOST. */
-    maxAttempts: intOption(1, 100).default(3),
-    idleTimeoutMs: intOption(0, 86_400_000).default(300_000),
-    shutdownTimeoutMs: intOption(0, 600_000).default(10_000),
+    maxAttempts: intOption(1, 100).default(SERVER_DEFAULTS.maxAttempts),
+    idleTimeoutMs: intOption(0, 86_400_000).default(SERVER_DEFAULTS.idleTimeoutMs),
+    shutdownTimeoutMs: intOption(0, 600_000).default(SERVER_DEFAULTS.shutdownTimeoutMs),
     help: flagOption.default(false),
   })
   .refine((config) => config.maxTaskTimeoutMs >= config.taskTimeoutMs, {
@@ -64,25 +80,36 @@ export type ServerConfig = z.infer<typeof ServerConfigSchema>;
 
 const SERVER_FLAGS = new Set(['quiet', 'help']);
 
-export const SERVER_USAGE = `Usage: npm start -- [options]        (or: node dist/server/main.js [options])
+/** Each option's flag, what it does and its default, for the usage text. */
+const OPTION_HELP: readonly [flag: string, what: string][] = [
+  ['--host <addr>', 'address to listen on'],
+  ['--port <n>', 'TCP port; 0 picks a free one'],
+  ['--workers <n>', 'worker processes, 1-64'],
+  ['--data-dir <dir>', 'where the workerN.db files live'],
+  ['--handlers <module>', 'a module with more task kinds'],
+  ['--token <secret>', 'required to listen beyond loopback'],
+  ['--task-timeout-ms <n>', 'default time limit of a task'],
+  ['--max-task-timeout-ms <n>', 'largest timeoutMs a client may ask'],
+  ['--max-connections <n>', 'open client connections'],
+  ['--max-inflight-per-worker <n>', 'tasks one worker holds at once'],
+  ['--max-queue <n>', 'queued tasks before reading pauses'],
+  ['--max-attempts <n>', 'worker deaths a task may cause'],
+  ['--idle-timeout-ms <n>', 'close idle connections; 0: never'],
+  ['--shutdown-timeout-ms <n>', 'drain deadline on Ctrl-C'],
+  ['--quiet', 'no per-task log lines'],
+];
 
-Options (each also read from the environment variable shown):
-  --host <addr>                  address to listen on        RONDA_HOST       (127.0.0.1)
-  --port <n>                     TCP port, 0 picks a free one RONDA_PORT       (5000)
-  --workers <n>                  worker processes, 1-64      RONDA_WORKERS    (3)
-  --data-dir <dir>               where workerN.db files live RONDA_DATA_DIR   (./data)
-  --handlers <module>            extra task kinds to load    RONDA_HANDLERS
-  --token <secret>               required unless loopback    RONDA_TOKEN
-  --task-timeout-ms <n>          default time limit per task RONDA_TASK_TIMEOUT_MS     (90000)
-  --max-task-timeout-ms <n>      largest per-task timeoutMs  RONDA_MAX_TASK_TIMEOUT_MS (600000)
-  --max-connections <n>          open client connections     RONDA_MAX_CONNECTIONS     (1000)
-  --max-inflight-per-worker <n>  tasks a worker holds at once RONDA_MAX_INFLIGHT_PER_WORKER (256)
-  --max-queue <n>                tasks queued before reading pauses RONDA_MAX_QUEUE  (10000)
-  --max-attempts <n>             worker deaths a task may cause     RONDA_MAX_ATTEMPTS (3)
-  --idle-timeout-ms <n>          close idle connections, 0 = never  RONDA_IDLE_TIMEOUT_MS (300000)
-  --shutdown-timeout-ms <n>      drain deadline on Ctrl-C           RONDA_SHUTDOWN_TIMEOUT_MS (10000)
-  --quiet                        no per-task log lines              RONDA_QUIET
-  --help                         this text`;
+export const SERVER_USAGE = [
+  'Usage: npm start -- [options]        (or: node dist/server/main.js [options])',
+  '',
+  'Options, each also read from the environment variable beside it (the default in brackets):',
+  ...OPTION_HELP.map(([flag, what]) => {
+    const name = camelCase(flag.slice(2).split(' ')[0] as string);
+    const fallback: unknown = (SERVER_DEFAULTS as Record<string, unknown>)[name];
+    return `  ${flag.padEnd(31)}${what.padEnd(36)}${envName(name)}${fallback === undefined ? '' : ` [${fallback}]`}`;
+  }),
+  `  ${'--help'.padEnd(31)}this text`,
+].join('\n');
 
 export type ConfigResult = { ok: true; config: ServerConfig } | { ok: false; message: string };
 
