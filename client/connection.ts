@@ -4,9 +4,10 @@
  */
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import { ErrorCode, RondaError, type ErrorData } from '../shared/errors';
+import { describeIssues, ErrorCode, RondaError, type ErrorData } from '../shared/errors';
 import { LineSplitter } from '../shared/framing';
 import {
+  ResultsQuerySchema,
   ServerMessageSchema,
   type DoneReply,
   type FailedReply,
@@ -197,6 +198,12 @@ export class RondaConnection extends EventEmitter {
   }
 
   results(query: { limit?: number; worker?: number; id?: string } = {}): Promise<ResultRow[]> {
+    // Checked here: the server answers a bad query with an error that carries no way to match it
+    // to this request, which would leave it, and every query queued behind it, waiting forever.
+    const checked = ResultsQuerySchema.safeParse({ type: 'results', ...query });
+    if (!checked.success) {
+      return Promise.reject(new RondaError(ErrorCode.BAD_MESSAGE, describeIssues(checked.error.issues)));
+    }
     const next = this.resultsChain.then(
       () =>
         new Promise<ResultRow[]>((resolve, reject) => {

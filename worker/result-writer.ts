@@ -107,7 +107,11 @@ export class ResultWriter {
     try {
       for (let start = 0; start < batch.length; start += MAX_ROWS_PER_INSERT) {
         const chunk = batch.slice(start, start + MAX_ROWS_PER_INSERT);
-        this.statement ??= prepare(this.db, INSERT_SQL);
+        // A failed prepare is not kept: the next batch tries again.
+        this.statement ??= prepare(this.db, INSERT_SQL).catch((error: unknown) => {
+          this.statement = undefined;
+          throw error;
+        });
         await runStatement(await this.statement, [this.rowsJson(chunk), this.slot, timestamp]);
       }
       if (!single) await exec(this.db, 'COMMIT');

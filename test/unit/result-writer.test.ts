@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { encodeValue, openWorkerDatabase } from '../../shared/results-db';
+import { encodeValue, openWorkerDatabase, readResults } from '../../shared/results-db';
 import { close, type Database } from '../../shared/sqlite';
 import { MAX_ROWS_PER_INSERT, ResultWriter, type ResultRecord } from '../../worker/result-writer';
 import { readRows } from '../helpers/db';
@@ -79,4 +79,16 @@ describe('worker ResultWriter (rows as one JSON parameter, a real SQLite file)',
     expect(rows.map((row) => row.task_id)).to.deep.equal(Array.from({ length: count }, (_, i) => `b${i}`));
     expect(rows[0]).to.include({ task: 'payload 0', result: 'result 0' });
   });
+
+  it('leaves rows out of a results reply once a file has given 16 MiB, but always gives the newest', async function () {
+    const big = 'x'.repeat(1024 * 1024);
+    for (let i = 0; i < 12; i += 1) writer.add(record(`big${i}`, big, big));
+    await writer.idle();
+    const rows = await readResults(dir, { limit: 1000 });
+    // Each row is 2 MiB of text: 8 fit in 16 MiB; the newest come first.
+    expect(rows.map((row) => row.task_id)).to.deep.equal(['big11', 'big10', 'big9', 'big8', 'big7', 'big6', 'big5', 'big4']);
+    expect(await readResults(dir, { limit: 3 })).to.have.length(3);
+    expect((await readResults(dir, { limit: 1, id: 'big0' }))[0]?.task).to.equal(big);
+  });
+
 });
