@@ -22,6 +22,8 @@ import type { Outcome, Task, TaskOwner } from './task';
 export const PLAIN_TEXT_PAUSE_MS = 30;
 /** Tasks one connection may have accepted and unanswered before the server stops reading it. */
 export const MAX_PENDING_PER_CONNECTION = 4_096;
+/** Characters of payload the same may hold: 4,096 tasks of 1 MiB each would be 4 GiB. */
+export const MAX_PENDING_CHARS_PER_CONNECTION = 8 * 1024 * 1024;
 
 /** What a connection needs from the rest of the primary. */
 export interface ConnectionContext {
@@ -60,6 +62,15 @@ export class Connection implements TaskOwner {
   private readonly plainReplies: PlainReply[] = [];
   private readonly plainByTask = new Map<string, PlainReply>();
   private pending = 0;
+  /** Characters of the payloads of `pending` tasks: payloads, not task counts, fill memory. */
+  private pendingChars = 0;
+  /** `results` queries being read; their replies are owed like a task's. */
+  private queries = 0;
+  /** Whether the client has ever ended a line: only a client that never does (the seed's) has
+   * unterminated text taken as a line after a pause, so a slow read never splits a line. */
+  private sawNewline = false;
+  /** Whether the client has sent a plain-text task: its errors then keep the order of its lines. */
+  private plainClient = false;
   private authenticated: boolean;
   /** No more lines are read: the peer half-closed, or the connection is being closed. */
   private ended = false;
@@ -89,7 +100,7 @@ export class Connection implements TaskOwner {
     socket.on('close', () => this.onClose());
   }
 
-  /** Pauses or resumes reading because of the primary's queue. */
+  /** Pauses or resumes reading because of the primary's queue (also for a new connection). */
   setGlobalPause(paused: boolean): void {
     this.globalPause = paused;
     this.updateFlow();
@@ -110,6 +121,7 @@ export class Connection implements TaskOwner {
 
   settle(task: Task, outcome: Outcome): void {
     this.pending -= 1;
+    this.pendingChars -= task.chars;
     if (task.clientId !== undefined) this.inflightIds.delete(task.clientId);
     const plain = this.plainByTask.get(task.taskId);
     if (plain !== undefined) {
@@ -132,13 +144,14 @@ export class Connection implements TaskOwner {
 
   private onData(chunk: Buffer): void {
     if (this.ended) return;
+    if (!this.sawNewline && chunk.includes(0x0a)) this.sawNewline = true;
     for (const line of this.splitter.push(chunk)) {
       this.onLine(line);
       if (this.ended) return;
     }
     if (this.plainTimer !== undefined) clearTimeout(this.plainTimer);
     this.plainTimer = undefined;
-    if (this.splitter.buffered > 0 && this.splitter.firstBufferedByte !== 0x7b /* { */) {
+    if (!this.sawNewline && this.splitter.buffered > 0 && this.splitter.firstBufferedByte !== 0x7b /* { */) {
       this.plainTimer = setTimeout(() => this.onPlainPause(), PLAIN_TEXT_PAUSE_MS);
     }
   }
@@ -165,6 +178,9 @@ export class Connection implements TaskOwner {
     if (!line.ok) {
       if (line.code === ErrorCode.LINE_TOO_LONG) {
         this.refuse({ code: line.code, message: 'line is longer than 1 MiB; closing the connection' });
+      } else if (this.plainClient) {
+        this.plainReplies.push({ text: 'error: line is not valid UTF-8' });
+        this.flushPlain();
       } else {
         this.send({ type: 'error', code: line.code, message: 'line is not valid UTF-8' });
       }
@@ -178,9 +194,10 @@ export class Connection implements TaskOwner {
 
   private onPlain(text: string): void {
     if (!this.authenticated) {
-      this.refuse({ code: ErrorCode.UNAUTHORIZED, message: 'send {"type":"hello","token":...} first' });
+      this.unauthorized();
       return;
     }
+    this.plainClient = true;
     const entry: PlainReply = { text: undefined };
     this.plainReplies.push(entry);
     const refused = this.refusal('text');
@@ -189,7 +206,7 @@ export class Connection implements TaskOwner {
       this.flushPlain();
       return;
     }
-    const task = this.accept(undefined, 'text', text, this.context.defaultTimeoutMs);
+    const task = this.accept(undefined, 'text', text, this.context.defaultTimeoutMs, text.length);
     this.plainByTask.set(task.taskId, entry);
     this.context.submit(task);
   }
@@ -199,10 +216,15 @@ export class Connection implements TaskOwner {
     try {
       raw = JSON.parse(text);
     } catch (error) {
-      this.send({ type: 'error', code: ErrorCode.BAD_JSON, message: `not valid JSON: ${(error as Error).message}` });
+      if (!this.authenticated) this.unauthorized();
+      else this.send({ type: 'error', code: ErrorCode.BAD_JSON, message: `not valid JSON: ${(error as Error).message}` });
       return;
     }
     const parsed = ClientMessageSchema.safeParse(raw);
+    if (!parsed.success && !this.authenticated) {
+      this.unauthorized();
+      return;
+    }
     if (!parsed.success) {
       const id = idOf(raw);
       this.send({
@@ -215,7 +237,7 @@ export class Connection implements TaskOwner {
     }
     const message = parsed.data;
     if (!this.authenticated && message.type !== 'hello') {
-      this.refuse({ code: ErrorCode.UNAUTHORIZED, message: 'send {"type":"hello","token":...} first' });
+      this.unauthorized();
       return;
     }
     switch (message.type) {
@@ -223,14 +245,21 @@ export class Connection implements TaskOwner {
         this.onHello(message.token);
         return;
       case 'submit':
-        this.onSubmit(message);
+        this.onSubmit(message, text.length);
         return;
       case 'results':
-        this.context.results(message).then(
-          (rows) => this.send({ type: 'results', rows }),
-          (error: unknown) =>
+        this.queries += 1;
+        this.context
+          .results(message)
+          // send() throws for a reply too long to be one string; that must not reach the process.
+          .then((rows) => this.send({ type: 'results', rows }))
+          .catch((error: unknown) =>
             this.send({ type: 'error', code: ErrorCode.INTERNAL, message: `could not read results: ${String(error)}` }),
-        );
+          )
+          .finally(() => {
+            this.queries -= 1;
+            this.endIfAnswered();
+          });
         return;
       case 'stats':
         this.send(this.context.stats());
@@ -240,6 +269,11 @@ export class Connection implements TaskOwner {
         throw new Error(`unhandled message ${JSON.stringify(unreachable)}`);
       }
     }
+  }
+
+  /** Anything but a `hello` with the token, first, closes the connection. */
+  private unauthorized(): void {
+    this.refuse({ code: ErrorCode.UNAUTHORIZED, message: 'send {"type":"hello","token":...} first' });
   }
 
   private onHello(token: string | undefined): void {
@@ -254,7 +288,7 @@ export class Connection implements TaskOwner {
     this.send({ type: 'hello', server: 'ronda', protocol: PROTOCOL_VERSION, kinds: [...this.context.kinds()] });
   }
 
-  private onSubmit(message: Submit): void {
+  private onSubmit(message: Submit, chars: number): void {
     const { id, kind } = message;
     if (id !== undefined && this.inflightIds.has(id)) {
       this.send({ type: 'error', code: ErrorCode.DUPLICATE_ID, id, message: `id "${id}" is already in flight` });
@@ -275,7 +309,7 @@ export class Connection implements TaskOwner {
       this.send({ type: 'failed', id: id ?? this.context.nextTaskId(), kind, error: refused });
       return;
     }
-    const task = this.accept(id, kind, message.payload, timeoutMs);
+    const task = this.accept(id, kind, message.payload, timeoutMs, chars);
     if (id !== undefined) this.inflightIds.add(id);
     this.context.submit(task);
   }
@@ -292,10 +326,12 @@ export class Connection implements TaskOwner {
     return undefined;
   }
 
-  private accept(clientId: string | undefined, kind: string, payload: unknown, timeoutMs: number): Task {
+  private accept(clientId: string | undefined, kind: string, payload: unknown, timeoutMs: number, chars: number): Task {
     this.pending += 1;
+    this.pendingChars += chars;
     this.updateFlow();
     return {
+      chars,
       taskId: this.context.nextTaskId(),
       clientId,
       kind,
@@ -339,7 +375,12 @@ export class Connection implements TaskOwner {
     if (this.closed || text === '') return;
     if (!this.socket.write(text)) this.writeBlocked = true;
     this.updateFlow();
-    if (this.ended && this.pending === 0) this.socket.end();
+    this.endIfAnswered();
+  }
+
+  /** Ends a finished connection once nothing more is owed to it. */
+  private endIfAnswered(): void {
+    if (this.ended && this.pending === 0 && this.queries === 0 && this.out === '') this.socket.end();
   }
 
   /** Reads no more lines; ends the socket once every accepted task has been answered. */
@@ -347,12 +388,16 @@ export class Connection implements TaskOwner {
     this.ended = true;
     if (this.plainTimer !== undefined) clearTimeout(this.plainTimer);
     this.updateFlow();
-    if (this.pending === 0 && this.out === '') this.socket.end();
+    this.endIfAnswered();
   }
 
   private updateFlow(): void {
     const read =
-      !this.ended && !this.writeBlocked && !this.globalPause && this.pending < MAX_PENDING_PER_CONNECTION;
+      !this.ended &&
+      !this.writeBlocked &&
+      !this.globalPause &&
+      this.pending < MAX_PENDING_PER_CONNECTION &&
+      this.pendingChars < MAX_PENDING_CHARS_PER_CONNECTION;
     if (read === this.reading) return;
     this.reading = read;
     if (read) this.socket.resume();
@@ -378,8 +423,12 @@ function plainResult(result: unknown): string {
   return typeof result === 'string' ? result : JSON.stringify(result);
 }
 
+/**
+ * The id of a bad request, so a pipelining client can match the error; not of a `results` query,
+ * whose `id` names the task to look up, not the request.
+ */
 function idOf(raw: unknown): string | undefined {
-  if (typeof raw !== 'object' || raw === null) return undefined;
+  if (typeof raw !== 'object' || raw === null || (raw as Record<string, unknown>).type === 'results') return undefined;
   const id = TaskIdSchema.safeParse((raw as Record<string, unknown>).id);
   return id.success ? id.data : undefined;
 }

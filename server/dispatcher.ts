@@ -8,6 +8,8 @@ import { WorkerSlot, type SlotEvents } from './worker-slot';
 
 /** How often in-flight tasks are checked against their deadlines. */
 export const TIMEOUT_SWEEP_MS = 50;
+/** Characters of payload the queue may hold before clients are no longer read from. */
+export const MAX_QUEUED_CHARS = 64 * 1024 * 1024;
 
 export interface DispatcherOptions {
   workers: number;
@@ -39,7 +41,9 @@ export class Dispatcher implements SlotEvents {
   private queue: Task[] = [];
   /** A worker process forked ahead of need, so that a dead worker's replacement is ready sooner. */
   private readonly standbys: StandbyPool;
-  private saturated = false;
+  private isSaturated = false;
+  /** Characters of payload waiting in the queue: a count of tasks alone does not bound memory. */
+  private queuedChars = 0;
   private sweepTimer: NodeJS.Timeout | undefined;
   private idleWaiters: (() => void)[] = [];
 
@@ -73,6 +77,11 @@ export class Dispatcher implements SlotEvents {
     return this.queue.length;
   }
 
+  /** Whether the queue is full: clients are not read from until it has room again. */
+  get saturated(): boolean {
+    return this.isSaturated;
+  }
+
   /** Tasks accepted and not yet settled. */
   get outstanding(): number {
     let held = this.queue.length;
@@ -90,8 +99,9 @@ export class Dispatcher implements SlotEvents {
       }
     }
     this.queue.push(task);
-    if (!this.saturated && this.queue.length >= this.options.maxQueue) {
-      this.saturated = true;
+    this.queuedChars += task.chars;
+    if (!this.isSaturated && (this.queue.length >= this.options.maxQueue || this.queuedChars >= MAX_QUEUED_CHARS)) {
+      this.isSaturated = true;
       this.options.onPressure?.(true);
     }
   }
@@ -141,6 +151,7 @@ export class Dispatcher implements SlotEvents {
 
   returned(_slot: WorkerSlot, tasks: readonly Task[]): void {
     this.queue.unshift(...tasks);
+    for (const task of tasks) this.queuedChars += task.chars;
     this.drain();
   }
 
@@ -159,10 +170,12 @@ export class Dispatcher implements SlotEvents {
     while (this.queue.length > 0) {
       const slot = this.roundRobin.next(canTake);
       if (slot === undefined) break;
-      this.handTo(slot, this.queue.shift() as Task);
+      const task = this.queue.shift() as Task;
+      this.queuedChars -= task.chars;
+      this.handTo(slot, task);
     }
-    if (this.saturated && this.queue.length <= this.options.maxQueue / 2) {
-      this.saturated = false;
+    if (this.isSaturated && this.queue.length <= this.options.maxQueue / 2 && this.queuedChars <= MAX_QUEUED_CHARS / 2) {
+      this.isSaturated = false;
       this.options.onPressure?.(false);
     }
   }

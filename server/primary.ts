@@ -150,10 +150,15 @@ export class Primary {
         : 'the server is shutting down';
       socket.on('error', () => undefined);
       socket.end(`${JSON.stringify({ type: 'error', code, message })}\n`);
+      // Half-open sockets are allowed, so a peer that never closes its side would keep this one
+      // (uncounted) open, and shutdown waiting for it.
+      socket.resume();
+      setTimeout(() => socket.destroy(), SOCKET_LINGER_MS).unref();
       return;
     }
     const connection = new Connection(socket, this.context);
     this.connections.add(connection);
+    if (this.dispatcher.saturated) connection.setGlobalPause(true);
     this.logger.task('primary', () => `client ${socket.remoteAddress}:${socket.remotePort} connected`);
   }
 }

@@ -20,6 +20,8 @@ export interface Task {
   readonly clientId: string | undefined;
   readonly kind: string;
   readonly payload: unknown;
+  /** Length of the line it came in: what it costs to hold, for the byte budgets. */
+  readonly chars: number;
   readonly timeoutMs: number;
   readonly owner: TaskOwner;
   /** performance.now() when accepted. */

@@ -10,6 +10,8 @@ export const MIN_UPTIME_MS = 1_000;
 /** Delay before the second young death in a row is respawned; doubles after each, up to the max. */
 export const RESPAWN_BACKOFF_BASE_MS = 100;
 export const RESPAWN_BACKOFF_MAX_MS = 10_000;
+/** Characters of payload a worker may hold at once, whatever --max-inflight-per-worker allows. */
+export const MAX_INFLIGHT_CHARS_PER_WORKER = 16 * 1024 * 1024;
 /** How long a stopping worker has to exit after `shutdown` before it is killed. */
 export const STOP_TIMEOUT_MS = 5_000;
 
@@ -56,6 +58,7 @@ export class WorkerSlot {
   private readyAt = 0;
   private everReady = false;
   private readonly inflight = new Map<string, Task>();
+  private inflightChars = 0;
   private outbox: Task[] = [];
   private flushScheduled = false;
   /** Tasks to hand the next worker first, together. */
@@ -105,13 +108,16 @@ export class WorkerSlot {
       this.redeliveries.length === 0 &&
       this.suspects.length === 0 &&
       this.isolated === undefined &&
-      this.inflight.size < this.options.maxInflight
+      !this.killedByPrimary &&
+      this.inflight.size < this.options.maxInflight &&
+      this.inflightChars < MAX_INFLIGHT_CHARS_PER_WORKER
     );
   }
 
   assign(task: Task): void {
     task.deadline = performance.now() + task.timeoutMs;
     this.inflight.set(task.taskId, task);
+    this.inflightChars += task.chars;
     this.outbox.push(task);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -233,6 +239,7 @@ export class WorkerSlot {
       const task = this.inflight.get(outcome.taskId);
       if (task === undefined) continue;
       this.inflight.delete(outcome.taskId);
+      this.inflightChars -= task.chars;
       this.timedOut.delete(outcome.taskId);
       if (task === this.isolated) this.isolated = undefined;
       if (outcome.status === 'done') {
@@ -297,6 +304,7 @@ export class WorkerSlot {
     this.outbox = [];
     const held = [...this.inflight.values()].filter((task) => !unsent.has(task));
     this.inflight.clear();
+    this.inflightChars = 0;
     this.isolated = undefined;
     for (const task of held) this.reclaim(task, byPrimary);
     this.timedOut.clear();

@@ -101,6 +101,9 @@ export function toStoredOutcome(row: Pick<StoredRow, 'result' | 'result_json' | 
   return row.status === 'done' ? { status: 'done', result: value } : { status: 'failed', error: value as ErrorData };
 }
 
+/** Bytes of task and result text one worker file may add to a `results` reply; the rest is left out. */
+export const MAX_RESULTS_BYTES_PER_FILE = 16 * 1024 * 1024;
+
 export interface ResultsFilter {
   limit: number;
   worker?: number | undefined;
@@ -138,12 +141,26 @@ async function readFile(file: string, filter: ResultsFilter): Promise<ResultRow[
   const db = await openDatabase(file, 'readonly');
   try {
     db.configure('busyTimeout', 2000);
-    const where = filter.id === undefined ? '' : 'WHERE task_id = ? OR client_id = ?';
-    const params = filter.id === undefined ? [filter.limit] : [filter.id, filter.id, filter.limit];
+    const where = filter.id === undefined ? 'WHERE 1' : 'WHERE (task_id = ? OR client_id = ?)';
+    const params = filter.id === undefined ? [] : [filter.id, filter.id];
+    // First the sizes (octet_length reads no text), so that a reply never grows past the budget:
+    // 1,000 rows of 1 MiB would be too long for one string, and too much memory.
+    const sizes = await all<{ id: number; bytes: number }>(
+      db,
+      `SELECT id, octet_length(task) + ifnull(octet_length(result), 0) AS bytes FROM results ${where}
+       ORDER BY id DESC LIMIT ?`,
+      [...params, filter.limit],
+    );
+    let count = 0;
+    for (let bytes = 0; count < sizes.length; count += 1) {
+      bytes += (sizes[count] as { bytes: number }).bytes;
+      if (bytes > MAX_RESULTS_BYTES_PER_FILE && count > 0) break;
+    }
+    if (count === 0) return [];
     const rows = await all<Omit<StoredRow, 'id'>>(
       db,
-      `SELECT ${RESULT_COLUMNS.join(', ')} FROM results ${where} ORDER BY id DESC LIMIT ?`,
-      params,
+      `SELECT ${RESULT_COLUMNS.join(', ')} FROM results ${where} AND id >= ? ORDER BY id DESC LIMIT ?`,
+      [...params, (sizes[count - 1] as { id: number }).id, count],
     );
     return rows.map((row) => ({
       task_id: row.task_id,

@@ -70,7 +70,6 @@ describe('error codes: each is reachable, and the server serves a good task afte
       const cases: [object, RegExp][] = [
         [{ type: 'submit', id: 'm1', payload: 'x', color: 'red' }, /unknown field "color"/],
         [{ type: 'launch', id: 'm2' }, /type/],
-        [{ type: 'results', id: 'm3', limit: 100_000 }, /limit must be at most 1000/],
         [{ type: 'submit', id: 'm4', payload: deep }, /must not nest deeper than 32 levels/],
         [{ type: 'submit', id: 'm5', payload: 'x', timeoutMs: 10_000_000 }, /timeoutMs must be at most/],
         [{ type: 'submit', id: 'm6', kind: 'Bad Kind!', payload: 'x' }, /kind/],
@@ -80,6 +79,12 @@ describe('error codes: each is reachable, and the server serves a good task afte
         const id = (message as { id: string }).id;
         expectError(await client.reply(id), ErrorCode.BAD_MESSAGE, text);
       }
+      // A results query's `id` names the task to look up, so its error does not carry it.
+      const from = client.messages.length;
+      client.send({ type: 'results', id: 'm3', limit: 100_000 });
+      const error = await client.next(isError, 5_000, from);
+      expectError(error, ErrorCode.BAD_MESSAGE, /limit must be at most 1000/);
+      expect(error).to.not.have.property('id');
       await servesGoodTask(client);
     });
 

@@ -1,0 +1,97 @@
+import { expect } from 'chai';
+import net from 'node:net';
+import { ErrorCode, RondaError } from '../../shared/errors';
+import { startCluster, stopClusters } from '../helpers/cluster';
+
+/** Connects a bare socket and collects everything the server sends until it closes. */
+async function rawSocket(port: number, options: { allowHalfOpen?: boolean } = {}) {
+  const socket = net.connect({ port, host: '127.0.0.1', allowHalfOpen: options.allowHalfOpen ?? false });
+  await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+  let text = '';
+  socket.setEncoding('utf8');
+  socket.on('data', (chunk: string) => (text += chunk));
+  socket.on('error', () => undefined);
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  return { socket, closed, text: () => text, lines: () => text.split('\n').filter((line) => line !== '') };
+}
+
+describe('connection edge cases', function () {
+  afterEach(stopClusters);
+
+  it('never splits a plain-text line, even while it stops reading from a client that is not reading', async function () {
+    this.timeout(60_000);
+    const cluster = await startCluster({ args: ['--quiet'] });
+    const raw = await rawSocket(cluster.port);
+    raw.socket.pause(); // read nothing at first: the server's writes back up and it stops reading
+    const count = 40_000;
+    const lines = Array.from({ length: count }, (_, i) => `line-${String(i).padStart(6, '0')}-${'x'.repeat(40)}`);
+    raw.socket.end(`${lines.join('\n')}\n`);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    raw.socket.resume();
+    await raw.closed;
+    const replies = raw.lines();
+    expect(replies).to.have.length(count);
+    replies.forEach((reply, i) => {
+      if (!reply.startsWith(`Task '${lines[i]}' processed by worker `)) expect.fail(`reply ${i} is "${reply.slice(0, 80)}"`);
+    });
+  });
+
+  it('answers a results query from a client that half-closes right after sending it', async function () {
+    const cluster = await startCluster({ args: ['--quiet'] });
+    const client = await cluster.connect();
+    await client.submit('text', 'stored first');
+    const raw = await rawSocket(cluster.port, { allowHalfOpen: true });
+    raw.socket.end('{"type":"results","limit":5}\n');
+    await raw.closed;
+    const [reply] = raw.lines();
+    expect(JSON.parse(reply as string)).to.have.property('type', 'results');
+    expect(JSON.parse(reply as string).rows[0]).to.include({ task: 'stored first' });
+  });
+
+  it('keeps a plain-text client\'s replies in line order around a line that is not UTF-8', async function () {
+    const cluster = await startCluster({ args: ['--quiet'] });
+    const raw = await rawSocket(cluster.port);
+    raw.socket.end(Buffer.concat([Buffer.from('uno\n'), Buffer.from([0xff, 0xfe, 0x0a]), Buffer.from('tres\n')]));
+    await raw.closed;
+    expect(raw.lines()).to.have.length(3);
+    expect(raw.lines()[0]).to.match(/^Task 'uno' processed by worker \d$/);
+    expect(raw.lines()[1]).to.equal('error: line is not valid UTF-8');
+    expect(raw.lines()[2]).to.match(/^Task 'tres' processed by worker \d$/);
+  });
+
+  it('closes a connection that sends anything but hello first when a token is set, garbage included', async function () {
+    const cluster = await startCluster({ args: ['--quiet', '--token', 'a-long-secret'] });
+    for (const line of ['{not json', '{"type":"nope"}', 'plain words']) {
+      const raw = await rawSocket(cluster.port);
+      raw.socket.write(`${line}\n`);
+      await raw.closed;
+      expect(JSON.parse(raw.lines()[0] as string)).to.include({ type: 'error', code: 'UNAUTHORIZED' });
+    }
+  });
+
+  it('shuts down even while a refused client keeps its half of the connection open', async function () {
+    const cluster = await startCluster({ args: ['--quiet', '--max-connections', '1'] });
+    const first = await cluster.connect();
+    await first.submit('text', 'one');
+    const refused = await rawSocket(cluster.port, { allowHalfOpen: true });
+    await new Promise<void>((resolve) => refused.socket.once('end', () => resolve()));
+    expect(JSON.parse(refused.lines()[0] as string)).to.include({ code: 'TOO_MANY_CONNECTIONS' });
+    // The refused socket never ends its side; the primary must still exit, and exit 0.
+    const exit = await cluster.kill('SIGTERM', 10_000);
+    expect(exit).to.deep.equal({ code: 0, signal: null });
+    refused.socket.destroy();
+  });
+
+  it('refuses a bad results query in the client, and the next query is still answered', async function () {
+    const cluster = await startCluster({ args: ['--quiet'] });
+    const client = await cluster.connect();
+    const error = await client.results({ limit: 5000 }).then(
+      () => undefined,
+      (rejected: unknown) => rejected,
+    );
+    expect(error).to.be.instanceOf(RondaError);
+    expect(error).to.include({ code: ErrorCode.BAD_MESSAGE });
+    expect((error as Error).message).to.equal('limit must be at most 1000');
+    expect(await client.results({ limit: 1 })).to.deep.equal([]);
+  });
+});
