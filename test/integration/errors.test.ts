@@ -241,7 +241,8 @@ describe('error codes: each is reachable, and the server serves a good task afte
     it('SHUTTING_DOWN for tasks sent after SIGTERM; accepted ones still finish; a restart serves', async function () {
       const cluster = await startCluster({ args: ['--quiet'] });
       const client = await rawClient(cluster.port);
-      client.send({ type: 'submit', id: 'before', kind: 'sleep', payload: { ms: 500 } });
+      // Long enough that 'after' surely arrives while 'before' still holds the shutdown open.
+      client.send({ type: 'submit', id: 'before', kind: 'sleep', payload: { ms: 1_500 } });
       await new Promise((resolve) => setTimeout(resolve, 100));
       cluster.process.kill('SIGTERM');
       await cluster.waitFor(/shutting down/);

@@ -8,7 +8,7 @@ import { closeRawClients, rawClient } from '../helpers/raw-client';
 const FLOOD_TASKS = 1_000_000;
 const LINES_PER_WRITE = 1_000;
 /** Phases: not reading at all, then reading 10 ms in every 100, then reading as fast as it can. */
-const NOT_READING_MS = 4_000;
+const NOT_READING_MS = 6_000;
 const SLOW_READING_MS = 4_000;
 const FAST_READING_MS = 10_000;
 /** A generous bound for the test; the aim (docs/guarantees.md) is under 200 MB. */
