@@ -79,3 +79,8 @@ export function parseCommandLine<Schema extends z.ZodType>(
 export function addressOf(options: { host: string; port: number }): string {
   return options.host.includes(':') ? `[${options.host}]:${options.port}` : `${options.host}:${options.port}`;
 }
+
+/** The usage lines of the options every command that talks to a server takes. */
+export const CONNECTION_HELP = `  --host <addr>     server address   RONDA_HOST  (${DEFAULT_HOST})
+  --port <n>        server port      RONDA_PORT  (${DEFAULT_PORT})
+  --token <secret>  server's token   RONDA_TOKEN`;

@@ -2,7 +2,7 @@
  * `ronda client` (and `npm run client`): the interactive console. Wires the prompt, the session
  * and the output together; the behaviour lives in console-session.ts and console-line.ts.
  */
-import { addressOf, ConsoleOptionsSchema } from './cli-options';
+import { addressOf, CONNECTION_HELP, ConsoleOptionsSchema } from './cli-options';
 import { EXIT_FAILED, readCommandLine } from './command-helpers';
 import { ConsoleSession } from './console-session';
 import { openConnection, type OpenedConnection } from './open-connection';
@@ -15,9 +15,7 @@ Type a task and press Enter; results print as they arrive. :help lists the comma
 
 Options:
   --retry[=n]       when the server goes away, reconnect (up to n attempts, 20 by default)
-  --host <addr>     server address   RONDA_HOST  (127.0.0.1)
-  --port <n>        server port      RONDA_PORT  (5000)
-  --token <secret>  server's token   RONDA_TOKEN`;
+${CONNECTION_HELP}`;
 
 export async function consoleCommand(argv: readonly string[], output: Output): Promise<number> {
   const commandLine = readCommandLine(ConsoleOptionsSchema, argv, output, CONSOLE_USAGE);

@@ -6,7 +6,7 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { ResultRow } from '../shared/protocol';
 import { readResults } from '../shared/results-db';
-import { ResultsOptionsSchema } from './cli-options';
+import { CONNECTION_HELP, ResultsOptionsSchema } from './cli-options';
 import { EXIT_FAILED, EXIT_OK, readCommandLine, withConnection } from './command-helpers';
 import type { Output } from './output';
 import { showResults } from './views';
@@ -18,9 +18,7 @@ Options:
   --worker <k>      only rows stored by worker k
   --json            one row per line as JSON
   --data-dir <dir>  read the workerN.db files in <dir> directly (read-only; no server needed)
-  --host <addr>     server address   RONDA_HOST  (127.0.0.1)
-  --port <n>        server port      RONDA_PORT  (5000)
-  --token <secret>  server's token   RONDA_TOKEN`;
+${CONNECTION_HELP}`;
 
 export async function resultsCommand(argv: readonly string[], output: Output): Promise<number> {
   const commandLine = readCommandLine(ResultsOptionsSchema, argv, output, RESULTS_USAGE);

@@ -1,5 +1,5 @@
 /** `ronda stats`: each worker's pid, state and counters, as a table or as the server's JSON. */
-import { StatsOptionsSchema } from './cli-options';
+import { CONNECTION_HELP, StatsOptionsSchema } from './cli-options';
 import { EXIT_OK, readCommandLine, withConnection } from './command-helpers';
 import type { Output } from './output';
 import { showStats } from './views';
@@ -8,9 +8,7 @@ export const STATS_USAGE = `Usage: ronda stats [options]
 
 Options:
   --json            print the server's stats reply as one JSON line
-  --host <addr>     server address   RONDA_HOST  (127.0.0.1)
-  --port <n>        server port      RONDA_PORT  (5000)
-  --token <secret>  server's token   RONDA_TOKEN`;
+${CONNECTION_HELP}`;
 
 export async function statsCommand(argv: readonly string[], output: Output): Promise<number> {
   const commandLine = readCommandLine(StatsOptionsSchema, argv, output, STATS_USAGE);

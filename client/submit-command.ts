@@ -5,7 +5,7 @@
  */
 import readline from 'node:readline';
 import { RondaError } from '../shared/errors';
-import { SubmitOptionsSchema } from './cli-options';
+import { CONNECTION_HELP, SubmitOptionsSchema } from './cli-options';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, readCommandLine, withConnection } from './command-helpers';
 import type { RondaConnection, TaskReply } from './connection';
 import { taskPayload } from './console-line';
@@ -25,14 +25,12 @@ export const SUBMIT_USAGE = `Usage: ronda submit [options] <task...>
 Runs each task, prints each result in input order; exit code 0 only if all succeeded.
 
 Options:
-  --kind <kind>       task kind for every task (text); sleep and fib take a number:
-                      ronda submit --kind fib 30 31    ronda submit --kind sleep 500
-                      other kinds take JSON: ronda submit --kind sleep '{"ms":500}'
-  --timeout-ms <n>    time limit per task
-  --json              print the server's reply objects, one per line
-  --host <addr>       server address   RONDA_HOST  (127.0.0.1)
-  --port <n>          server port      RONDA_PORT  (5000)
-  --token <secret>    server's token   RONDA_TOKEN`;
+  --kind <kind>     task kind for every task (text); sleep and fib take a number:
+                    ronda submit --kind fib 30 31    ronda submit --kind sleep 500
+                    other kinds take JSON: ronda submit --kind sleep '{"ms":500}'
+  --timeout-ms <n>  time limit per task
+  --json            print the server's reply objects, one per line
+${CONNECTION_HELP}`;
 
 interface TaskLine {
   /** 1-based argument or line number; also the task's id on the wire. */
