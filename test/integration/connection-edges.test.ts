@@ -95,3 +95,24 @@ describe('connection edge cases', function () {
     expect(await client.results({ limit: 1 })).to.deep.equal([]);
   });
 });
+
+describe('memory bounded by payload size, not only task count', function () {
+  afterEach(stopClusters);
+
+  it('stops reading a client once its unanswered tasks hold 8 Mi characters', async function () {
+    this.timeout(30_000);
+    const cluster = await startCluster({ args: ['--quiet', '--workers', '1', '--max-inflight-per-worker', '1'] });
+    const observer = await cluster.connect();
+    // The only worker is busy with this for the whole test, so the big tasks below can only queue.
+    const busy = observer.submit('sleep', { ms: 4_000 });
+    const raw = await rawSocket(cluster.port);
+    const payload = 'y'.repeat(1_000_000);
+    for (let i = 0; i < 60; i += 1) raw.socket.write(`${JSON.stringify({ type: 'submit', id: `big${i}`, kind: 'hash', payload })}\n`);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    const stats = await observer.stats();
+    // 8 Mi characters is 8 such lines and the one that crossed the line: 60 MB were written.
+    expect(stats.queued).to.be.within(1, 10);
+    raw.socket.destroy();
+    expect((await busy).type).to.equal('done');
+  });
+});
