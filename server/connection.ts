@@ -20,6 +20,8 @@ import type { Outcome, Task, TaskOwner } from './task';
  * Python client sends a task with no newline and waits for the answer.
  */
 export const PLAIN_TEXT_PAUSE_MS = 30;
+/** The refusal of anything new while the cluster stops. */
+export const SHUTTING_DOWN: ErrorData = { code: ErrorCode.SHUTTING_DOWN, message: 'the server is shutting down' };
 /** Tasks one connection may have accepted and unanswered before the server stops reading it. */
 export const MAX_PENDING_PER_CONNECTION = 4_096;
 /** Characters of payload the same may hold: 4,096 tasks of 1 MiB each would be 4 GiB. */
@@ -144,16 +146,22 @@ export class Connection implements TaskOwner {
 
   private onData(chunk: Buffer): void {
     if (this.ended) return;
-    if (!this.sawNewline && chunk.includes(0x0a)) this.sawNewline = true;
-    for (const line of this.splitter.push(chunk)) {
+    const lines = this.splitter.push(chunk);
+    // The splitter has already looked for the newlines; no second scan of the chunk.
+    if (lines.length > 0) this.sawNewline = true;
+    for (const line of lines) {
       this.onLine(line);
       if (this.ended) return;
     }
-    if (this.plainTimer !== undefined) clearTimeout(this.plainTimer);
-    this.plainTimer = undefined;
+    this.clearPlainTimer();
     if (!this.sawNewline && this.splitter.buffered > 0 && this.splitter.firstBufferedByte !== 0x7b /* { */) {
       this.plainTimer = setTimeout(() => this.onPlainPause(), PLAIN_TEXT_PAUSE_MS);
     }
+  }
+
+  private clearPlainTimer(): void {
+    if (this.plainTimer !== undefined) clearTimeout(this.plainTimer);
+    this.plainTimer = undefined;
   }
 
   private onPlainPause(): void {
@@ -163,7 +171,7 @@ export class Connection implements TaskOwner {
   }
 
   private onEnd(): void {
-    if (this.plainTimer !== undefined) clearTimeout(this.plainTimer);
+    this.clearPlainTimer();
     const line = this.splitter.flush();
     if (line !== undefined && !this.ended) this.onLine(line);
     this.finish();
@@ -316,7 +324,7 @@ export class Connection implements TaskOwner {
 
   /** Why a task of this kind cannot be accepted now, if it cannot. */
   private refusal(kind: string): ErrorData | undefined {
-    if (!this.context.accepting()) return { code: ErrorCode.SHUTTING_DOWN, message: 'the server is shutting down' };
+    if (!this.context.accepting()) return SHUTTING_DOWN;
     if (!this.context.kinds().has(kind)) {
       return {
         code: ErrorCode.UNKNOWN_KIND,
@@ -386,7 +394,7 @@ export class Connection implements TaskOwner {
   /** Reads no more lines; ends the socket once every accepted task has been answered. */
   private finish(): void {
     this.ended = true;
-    if (this.plainTimer !== undefined) clearTimeout(this.plainTimer);
+    this.clearPlainTimer();
     this.updateFlow();
     this.endIfAnswered();
   }
@@ -407,7 +415,7 @@ export class Connection implements TaskOwner {
   private onClose(): void {
     this.closed = true;
     this.ended = true;
-    if (this.plainTimer !== undefined) clearTimeout(this.plainTimer);
+    this.clearPlainTimer();
     // Tasks still running finish and are stored; their replies have nowhere to go.
     this.context.closed(this);
   }

@@ -5,7 +5,7 @@ import type { ServerConfig } from '../shared/config';
 import { ErrorCode } from '../shared/errors';
 import type { Logger } from '../shared/logger';
 import { readResults, databaseFile } from '../shared/results-db';
-import { Connection, type ConnectionContext } from './connection';
+import { Connection, SHUTTING_DOWN, type ConnectionContext } from './connection';
 import { Dispatcher } from './dispatcher';
 import { taskIdGenerator } from './task';
 
@@ -130,7 +130,7 @@ export class Primary {
       this.logger.warn('primary', `shutdown deadline passed with ${this.dispatcher.outstanding} task(s) unfinished`);
     }
     for (const connection of this.connections) {
-      connection.refuse({ code: ErrorCode.SHUTTING_DOWN, message: 'the server is shutting down' });
+      connection.refuse(SHUTTING_DOWN);
     }
     await this.dispatcher.stop();
     const linger = setTimeout(() => {
@@ -144,12 +144,14 @@ export class Primary {
 
   private onConnection(socket: net.Socket): void {
     if (!this.accepting || this.connections.size >= this.config.maxConnections) {
-      const code = this.accepting ? ErrorCode.TOO_MANY_CONNECTIONS : ErrorCode.SHUTTING_DOWN;
-      const message = this.accepting
-        ? `the server is at its limit of ${this.config.maxConnections} connections`
-        : 'the server is shutting down';
+      const refusal = this.accepting
+        ? {
+            code: ErrorCode.TOO_MANY_CONNECTIONS,
+            message: `the server is at its limit of ${this.config.maxConnections} connections`,
+          }
+        : SHUTTING_DOWN;
       socket.on('error', () => undefined);
-      socket.end(`${JSON.stringify({ type: 'error', code, message })}\n`);
+      socket.end(`${JSON.stringify({ type: 'error', ...refusal })}\n`);
       // Half-open sockets are allowed, so a peer that never closes its side would keep this one
       // (uncounted) open, and shutdown waiting for it.
       socket.resume();
