@@ -200,9 +200,15 @@ describe('client on a terminal (a pseudo-terminal made by script(1))', function 
     await stopClusters();
   });
 
-  /** Runs a shell command line inside a pseudo-terminal; stdin and stdout are the terminal's. */
+  /**
+   * Runs a command line inside a pseudo-terminal; stdin and stdout are the terminal's. script(1)
+   * runs it through $SHELL, pinned here to /bin/sh, and `exec` makes the command that shell's
+   * replacement: otherwise a shell that stays (dash does) takes the terminal's Ctrl-C as its own
+   * SIGINT and dies with it, and the command's exit code is lost.
+   */
   function inTerminal(commandLine: string) {
-    return startCli([], { env: { FORCE_COLOR: '1', COLUMNS: '120', LINES: '40' } }, ['script', '-qefc', commandLine, '-E', 'never', '/dev/null']);
+    const env = { FORCE_COLOR: '1', COLUMNS: '120', LINES: '40', SHELL: '/bin/sh' };
+    return startCli([], { env }, ['script', '-qefc', `exec ${commandLine}`, '-E', 'never', '/dev/null']);
   }
   const quote = (word: string) => `'${word.replace(/'/g, `'\\''`)}'`;
 
