@@ -21,6 +21,8 @@ export interface DispatcherOptions {
   maxInflightPerWorker: number;
   maxQueue: number;
   maxAttempts: number;
+  /** How long a started worker has to say `ready` before it is killed (see WorkerSlot). */
+  readyTimeoutMs: number;
   logger: Logger;
   /** Told when the queue fills up (stop reading from clients) and when it has room again. */
   onPressure?: (saturated: boolean) => void;
@@ -58,6 +60,7 @@ export class Dispatcher implements SlotEvents {
           args: options.args(index + 1),
           maxInflight: options.maxInflightPerWorker,
           maxAttempts: options.maxAttempts,
+          readyTimeoutMs: options.readyTimeoutMs,
           logger: options.logger,
           events: this,
           spawn: (args) => this.standbys.fork(args),

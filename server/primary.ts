@@ -45,6 +45,7 @@ export class Primary {
       maxInflightPerWorker: config.maxInflightPerWorker,
       maxQueue: config.maxQueue,
       maxAttempts: config.maxAttempts,
+      readyTimeoutMs: config.workerReadyTimeoutMs,
       logger,
       onPressure: (saturated) => {
         for (const connection of this.connections) connection.setGlobalPause(saturated);

@@ -22,6 +22,11 @@ export interface SlotOptions {
   args: readonly string[];
   maxInflight: number;
   maxAttempts: number;
+  /**
+   * A worker that has not said `ready` this long after it was started (its handlers module hangs,
+   * its disk stalls) is killed; its death counts as a young one, so the slot backs off.
+   */
+  readyTimeoutMs: number;
   logger: Logger;
   events: SlotEvents;
   /** Starts a worker process with `args` (a standby, see StandbyPool); a plain fork when absent. */
@@ -72,6 +77,9 @@ export class WorkerSlot {
   private killedByPrimary = false;
   private youngDeaths = 0;
   private respawnTimer: NodeJS.Timeout | undefined;
+  private readyTimer: NodeJS.Timeout | undefined;
+  /** Set when the ready timeout killed the worker, for the message of its death. */
+  private notReadyIn: number | undefined;
   private firstReady: { resolve: () => void; reject: (error: Error) => void } | undefined;
   private stopping: Promise<void> | undefined;
   private exited: (() => void) | undefined;
@@ -161,6 +169,7 @@ export class WorkerSlot {
   stop(timeoutMs = STOP_TIMEOUT_MS): Promise<void> {
     this.stopping ??= new Promise<void>((resolve) => {
       if (this.respawnTimer !== undefined) clearTimeout(this.respawnTimer);
+      this.clearReadyTimer();
       const child = this.child;
       this.state = 'stopping';
       if (child === undefined) {
@@ -191,6 +200,15 @@ export class WorkerSlot {
     this.killedByPrimary = false;
     const child = this.options.spawn?.(args) ?? fork(script, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     this.child = child;
+    this.notReadyIn = undefined;
+    const { readyTimeoutMs } = this.options;
+    this.readyTimer = setTimeout(() => {
+      this.readyTimer = undefined;
+      if (child !== this.child || this.state !== 'starting') return;
+      logger.warn(this.slot, `worker pid ${child.pid} is not ready ${readyTimeoutMs} ms after it was started; killing it`);
+      this.notReadyIn = readyTimeoutMs;
+      child.kill('SIGKILL');
+    }, readyTimeoutMs);
     child.on('message', (raw: unknown) => this.receive(child, raw));
     child.on('error', (error) => logger.error(this.slot, `worker error: ${error.message}`));
     child.once('exit', (code, signal) => this.onExit(child, code, signal));
@@ -220,6 +238,7 @@ export class WorkerSlot {
 
   private onReady(pid: number, kinds: readonly string[]): void {
     if (this.state !== 'starting') return;
+    this.clearReadyTimer();
     this.state = 'ready';
     this.readyAt = performance.now();
     this.everReady = true;
@@ -281,7 +300,13 @@ export class WorkerSlot {
   private onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
     if (child !== this.child) return;
     this.child = undefined;
-    const how = signal === null ? `code ${code}` : `signal ${signal}`;
+    this.clearReadyTimer();
+    const how =
+      this.notReadyIn !== undefined
+        ? `killed: not ready within ${this.notReadyIn} ms`
+        : signal === null
+          ? `code ${code}`
+          : `signal ${signal}`;
 
     if (this.state === 'stopping' || this.state === 'stopped') {
       this.state = 'stopped';
@@ -290,7 +315,7 @@ export class WorkerSlot {
     }
     if (!this.everReady) {
       this.state = 'stopped';
-      this.firstReady?.reject(new Error(`worker ${this.slot} (pid ${child.pid}) exited with ${how} before it was ready`));
+      this.firstReady?.reject(new Error(`worker ${this.slot} (pid ${child.pid}) exited (${how}) before it was ready`));
       this.firstReady = undefined;
       return;
     }
@@ -334,6 +359,11 @@ export class WorkerSlot {
     // Only now, when this slot no longer looks ready, so that they are not handed straight back to
     // it with no worker to send them to.
     if (returned.length > 0) events.returned(this, returned);
+  }
+
+  private clearReadyTimer(): void {
+    if (this.readyTimer !== undefined) clearTimeout(this.readyTimer);
+    this.readyTimer = undefined;
   }
 
   /** Decides what becomes of a task the dead worker held: stored failure, or run again. */

@@ -40,6 +40,7 @@ export const SERVER_DEFAULTS = {
   maxAttempts: 3,
   idleTimeoutMs: 300_000,
   shutdownTimeoutMs: 10_000,
+  workerReadyTimeoutMs: 10_000,
 } as const;
 
 export const HostSchema = z.string().min(1).max(255);
@@ -65,6 +66,8 @@ export const ServerConfigSchema = z
     maxAttempts: intOption(1, 100).default(SERVER_DEFAULTS.maxAttempts),
     idleTimeoutMs: intOption(0, 86_400_000).default(SERVER_DEFAULTS.idleTimeoutMs),
     shutdownTimeoutMs: intOption(0, 600_000).default(SERVER_DEFAULTS.shutdownTimeoutMs),
+    /** A worker that has not said `ready` this long after it was started is killed and replaced. */
+    workerReadyTimeoutMs: intOption(100, 600_000).default(SERVER_DEFAULTS.workerReadyTimeoutMs),
     help: flagOption.default(false),
   })
   .refine((config) => config.maxTaskTimeoutMs >= config.taskTimeoutMs, {
@@ -96,6 +99,7 @@ const OPTION_HELP: readonly [flag: string, what: string][] = [
   ['--max-attempts <n>', 'worker deaths a task may cause'],
   ['--idle-timeout-ms <n>', 'close idle connections; 0: never'],
   ['--shutdown-timeout-ms <n>', 'drain deadline on Ctrl-C'],
+  ['--worker-ready-timeout-ms <n>', 'kill a worker not ready by then'],
   ['--quiet', 'no per-task log lines'],
 ];
 

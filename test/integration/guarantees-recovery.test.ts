@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ServerMessage, StatsReply } from '../../shared/protocol';
 import { isAlive, makeTempDir, ROOT, startCluster, stopClusters, until, type Cluster } from '../helpers/cluster';
@@ -179,6 +179,44 @@ describe('guarantees: recovery from dying workers, hanging tasks and a dying pri
     }, 5_000, 'slot 1 respawned');
     expect(cluster.output.match(/keeps dying young/g)).to.have.length(4);
     await until(() => !isAlive(pid), 2_000, 'the killed worker to be gone');
+  });
+
+  it('kills a replacement that is not ready in time, backs off, serves on the others meanwhile', async function () {
+    this.timeout(20_000);
+    const marker = path.join(await tempDir(), 'hang-on-load');
+    // Long enough for a fresh fork on a busy 2-core machine; far shorter than the 30 s hang.
+    const readyTimeoutMs = 1_500;
+    const cluster = await startCluster({
+      args: ['--quiet', '--workers', '2', '--handlers', HOSTILE_KINDS, '--worker-ready-timeout-ms', String(readyTimeoutMs)],
+      env: { RONDA_TEST_HANG_ON_LOAD: marker },
+    });
+    const client = await rawClient(cluster.port);
+    const first = (await stats(client)).workers[0]?.pid as number;
+    // From now on a new worker's handlers module blocks its loading for up to 30 s.
+    await writeFile(marker, '');
+    process.kill(first, 'SIGKILL');
+
+    const notReady = new RegExp(`\\[worker 1\\] worker pid (\\d+) died \\(killed: not ready within ${readyTimeoutMs} ms\\)`, 'g');
+    await until(() => [...cluster.output.matchAll(notReady)].length >= 2, 10_000, 'two replacements killed');
+    // Each counts as dying young: the second at the latest is respawned with a delay.
+    expect(cluster.output).to.match(/\[worker 1\] worker keeps dying young \([23] in a row\); respawning in [12]00 ms/);
+    for (let index = 1; index <= 6; index += 1) {
+      client.send({ type: 'submit', id: `meanwhile${index}`, kind: 'text', payload: 'x' });
+      expect(await client.reply(`meanwhile${index}`)).to.deep.include({ type: 'done', worker: 2 });
+    }
+    expect(['starting', 'backoff']).to.include((await stats(client)).workers[0]?.state);
+
+    await rm(marker);
+    await until(async () => (await stats(client)).workers[0]?.state === 'ready', 10_000, 'slot 1 ready again');
+    const workers = new Set<unknown>();
+    for (let index = 1; index <= 4; index += 1) {
+      client.send({ type: 'submit', id: `after${index}`, kind: 'text', payload: 'x' });
+      workers.add(((await client.reply(`after${index}`)) as { worker?: number }).worker);
+    }
+    expect([...workers].sort()).to.deep.equal([1, 2]);
+    for (const [, pid] of [...cluster.output.matchAll(notReady)]) {
+      expect(isAlive(Number(pid)), `hung worker ${pid}`).to.equal(false);
+    }
   });
 
   it('fails a task past its time limit with TIMEOUT, replaces the worker, redelivers the others', async function () {
