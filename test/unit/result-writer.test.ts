@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { encodeValue, openWorkerDatabase, readResults } from '../../shared/results-db';
-import { close, type Database } from '../../shared/sqlite';
+import { close, exec, type Database } from '../../shared/sqlite';
 import { MAX_ROWS_PER_INSERT, ResultWriter, type ResultRecord } from '../../worker/result-writer';
 import { readRows } from '../helpers/db';
 
@@ -78,6 +78,28 @@ describe('worker ResultWriter (rows as one JSON parameter, a real SQLite file)',
     expect(rows).to.have.length(count);
     expect(rows.map((row) => row.task_id)).to.deep.equal(Array.from({ length: count }, (_, i) => `b${i}`));
     expect(rows[0]).to.include({ task: 'payload 0', result: 'result 0' });
+  });
+
+  it('stores none of a multi-INSERT batch when its last INSERT fails, and reports the whole batch lost', async function () {
+    const count = MAX_ROWS_PER_INSERT * 2 + 7;
+    const last = `b${count - 1}`;
+    // INSERT OR IGNORE skips constraint failures, but not a trigger's RAISE(ABORT): a real error,
+    // in the third INSERT of the batch, after two have run.
+    await exec(db, `CREATE TEMP TRIGGER refuse_last BEFORE INSERT ON results WHEN NEW.task_id = '${last}'
+      BEGIN SELECT RAISE(ABORT, 'refused by the test'); END`);
+    for (let i = 0; i < count; i += 1) writer.add(record(`b${i}`, `payload ${i}`, `result ${i}`));
+    await writer.idle();
+
+    expect(commits).to.have.length(1);
+    expect(commits[0]?.ids).to.have.length(count);
+    expect(commits[0]?.error?.message).to.match(/refused by the test/);
+    expect(await readRows(file), 'rows of the first two INSERTs, which must be rolled back').to.deep.equal([]);
+
+    // The connection is usable afterwards: no transaction was left open.
+    await exec(db, 'DROP TRIGGER refuse_last');
+    writer.add(record('after', 'p', 'r'));
+    await writer.idle();
+    expect((await readRows(file)).map((row) => row.task_id)).to.deep.equal(['after']);
   });
 
   it('leaves rows out of a results reply once a file has given 16 MiB, but always gives the newest', async function () {
