@@ -97,6 +97,31 @@ describe('guarantees: bounded work in flight, hostile input, exposure', function
     expect(bounded).to.be.below(50 + clients * 1_200);
   });
 
+  it('does not read from a client that connects while the queue is full, then serves it', async function () {
+    const cluster = await startCluster({
+      args: ['--quiet', '--workers', '1', '--max-inflight-per-worker', '1', '--max-queue', '1'],
+    });
+    const first = await rawClient(cluster.port);
+    // One task runs, one waits: the queue is full and no client is read from. A line that is not
+    // JSON shows it: read, it is answered at once with BAD_JSON; unread, it waits.
+    first.send({ type: 'submit', id: 'running', kind: 'sleep', payload: { ms: 1_500 } });
+    first.send({ type: 'submit', id: 'queued', kind: 'sleep', payload: { ms: 1 } });
+    await sleep(100);
+    first.send('{not json\n');
+    const late = await rawClient(cluster.port);
+    late.send('{not json either\n');
+    late.send({ type: 'submit', id: 'late', kind: 'text', payload: 'late' });
+    await sleep(400);
+    expect(first.messages, 'the first client, while the queue is full').to.deep.equal([]);
+    expect(late.messages, 'a client that connected while the queue was full').to.deep.equal([]);
+
+    // Once the queue drains, both are read and served.
+    expect(await late.reply('late', 5_000)).to.include({ type: 'done' });
+    expect(late.messages[0]).to.include({ type: 'error', code: 'BAD_JSON' });
+    expect(await first.reply('queued', 5_000)).to.include({ type: 'done' });
+    expect(first.messages.map((message) => message.type).sort()).to.deep.equal(['done', 'done', 'error']);
+  });
+
   it('shrugs off hostile input from one client while another is served', async function () {
     this.timeout(20_000);
     const cluster = await startCluster({ args: ['--quiet'] });
