@@ -159,12 +159,12 @@ describe('client console (ronda client) driven through stdin', function () {
   });
 
   it('connects again, silently, when the server closes a console left idle', async function () {
-    const cluster = await startCluster({ args: ['--quiet', '--idle-timeout-ms', '200'] });
+    // Not --quiet: the primary's log says when it closes the console's connection.
+    const cluster = await startCluster({ args: ['--idle-timeout-ms', '200'] });
     const cli = startCli(['client', '--port', String(cluster.port)]);
     cli.write('uno\n');
     await cli.waitFor(/\] uno -> /);
-    // Nothing to await from outside: the server closes the idle socket on its own timer.
-    await new Promise((resolve) => setTimeout(resolve, 700));
+    await cluster.waitFor(/client 127\.0\.0\.1:\d+ disconnected/, 5_000);
     cli.write('dos\nsalir\n');
     const run = await cli.result();
     expect(run.code, run.stderr).to.equal(0);
