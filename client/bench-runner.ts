@@ -5,6 +5,7 @@
  */
 import os from 'node:os';
 import type { BenchTarget } from './bench-cluster';
+import { serialFloor, startFloorChain, type FloorResult } from './bench-floor';
 import { closeAll, connectAll, paced, saturate, serial, withDeadline, type Endpoint } from './bench-load';
 import { memoryOf, meterPhase, type PhaseCost, type Watched } from './bench-proc';
 import { measureRecovery } from './bench-recovery';
@@ -31,6 +32,11 @@ export type Phase = (typeof PHASES)[number];
 export const LATENCY_LOADS = [0.1, 0.5] as const;
 /** Connections that carry the load while a worker is killed. */
 const RECOVERY_CONNECTIONS = 2;
+/**
+ * One task at a time runs other code than a saturating load (lone tasks, lone commits): both the
+ * cluster and the bare chain get this long of it before the first measured run.
+ */
+const SERIAL_WARMUP_MS = 1_000;
 /** The warm-up's share of a saturation run: enough for the JIT, not enough to matter. */
 const WARMUP_SHARE = 0.2;
 
@@ -138,11 +144,25 @@ export async function runBench(
     }
 
     const serialRuns: Awaited<ReturnType<typeof serial>>[] = [];
-    for (let run = 1; run <= (plan.phases.has('serial') ? plan.runs : 0); run += 1) {
-      progress(`one task at a time, run ${run}/${plan.runs}`, run - 1, plan.runs);
-      const result = await metered('one at a time', () => serial(control, plan.durationMs));
-      noteFailures(result);
-      serialRuns.push(result);
+    const floorRuns: FloorResult[] = [];
+    if (plan.phases.has('serial')) {
+      // The bare chain runs on this machine: beside a cluster elsewhere it would compare nothing.
+      const workers = (await control.stats()).workers.length;
+      const floor = target.primaryPid === undefined ? undefined : await bounded('the bare chain', startFloorChain(workers));
+      try {
+        noteFailures(await bounded('the warm-up', serial(control, SERIAL_WARMUP_MS)));
+        if (floor !== undefined) await bounded('the bare chain', serialFloor(floor.port, SERIAL_WARMUP_MS));
+        // Turn about, so that both see the same moments of a noisy machine.
+        for (let run = 1; run <= plan.runs; run += 1) {
+          progress(`one task at a time, run ${run}/${plan.runs}`, run - 1, plan.runs);
+          const result = await metered('one at a time', () => serial(control, plan.durationMs));
+          noteFailures(result);
+          serialRuns.push(result);
+          if (floor !== undefined) floorRuns.push(await bounded('the bare chain', serialFloor(floor.port, plan.durationMs)));
+        }
+      } finally {
+        await floor?.stop();
+      }
     }
 
     const recoveryRuns: Awaited<ReturnType<typeof measureRecovery>>[] = [];
@@ -174,6 +194,13 @@ export async function runBench(
         target: { bound: 'min', value: TARGETS.serialPerS },
       },
       { key: 'serial.p50', label: 'one at a time, p50', unit: 'ms', value: spread(serialRuns.map((result) => result.p50)) },
+      {
+        key: 'serial.floor',
+        label: 'one at a time, bare chain (the floor)',
+        unit: 'tasks/s',
+        value: spread(floorRuns.map((result) => result.tasksPerS)),
+      },
+      { key: 'serial.floorP50', label: 'bare chain, p50', unit: 'ms', value: spread(floorRuns.map((result) => result.p50)) },
       {
         key: 'recovery.ready',
         label: 'kill -9 -> replacement ready',

@@ -1,0 +1,69 @@
+/**
+ * The bare chain under Ronda, for the bench's floor (see bench-floor.ts): a primary that listens
+ * on TCP and hands tasks round-robin to N forked workers, each of which commits every task with the
+ * sqlite3 package into its own WAL file of Ronda's schema before it answers. The same processes and
+ * hops as a task's path through Ronda, and nothing else: no validation, no bookkeeping, no batching.
+ *
+ *   bench-floor-chain.js primary <dataDir> <N>   (forked by the bench; says { port } when listening)
+ *   bench-floor-chain.js worker <file>           (forked by the primary; says { ready } when open)
+ *
+ * Both exit when their parent's IPC channel closes.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import net, { type AddressInfo } from 'node:net';
+import path from 'node:path';
+import { openWorkerDatabase } from '../shared/results-db';
+import { prepare, runStatement } from '../shared/sqlite';
+
+interface FloorTask {
+  id: string;
+  payload: string;
+}
+
+const INSERT_SQL = `INSERT INTO results (task_id, kind, task, result, status, worker, timestamp)
+  VALUES (?, 'text', ?, ?, 'done', 1, ?)`;
+
+async function worker(file: string): Promise<void> {
+  const db = await openWorkerDatabase(file);
+  const insert = await prepare(db, INSERT_SQL);
+  process.on('message', (task: FloorTask) => {
+    const result = `Task '${task.payload}' processed by worker 1`;
+    void runStatement(insert, [task.id, task.payload, result, new Date().toISOString()]).then(() =>
+      process.send?.({ id: task.id, result }),
+    );
+  });
+  process.send?.({ ready: true });
+}
+
+async function primary(dataDir: string, count: number): Promise<void> {
+  const workers = Array.from({ length: count }, (_, index) =>
+    fork(__filename, ['worker', path.join(dataDir, `floor${index + 1}.db`)], { stdio: 'inherit' }),
+  );
+  process.on('disconnect', () => workers.forEach((child) => child.kill()));
+  await Promise.all(workers.map((child) => new Promise((resolve) => child.once('message', resolve))));
+  let client: net.Socket | undefined;
+  for (const child of workers) child.on('message', (reply) => client?.write(`${JSON.stringify(reply)}\n`));
+  let next = 0;
+  const server = net.createServer((socket) => {
+    client = socket;
+    let buffered = '';
+    socket.setEncoding('utf8').on('data', (text: string) => {
+      buffered += text;
+      for (let end = buffered.indexOf('\n'); end >= 0; end = buffered.indexOf('\n')) {
+        (workers[next] as ChildProcess).send(JSON.parse(buffered.slice(0, end)) as FloorTask);
+        next = (next + 1) % workers.length;
+        buffered = buffered.slice(end + 1);
+      }
+    });
+  });
+  server.listen(0, '127.0.0.1', () => process.send?.({ port: (server.address() as AddressInfo).port }));
+}
+
+process.on('disconnect', () => process.exit(0));
+const [role, where, count] = process.argv.slice(2);
+if (role === 'primary' && where !== undefined && Number(count) >= 1) void primary(where, Number(count));
+else if (role === 'worker' && where !== undefined) void worker(where);
+else {
+  process.stderr.write('usage: bench-floor-chain.js primary <dataDir> <workers> | worker <file>\n');
+  process.exit(2);
+}

@@ -1,0 +1,101 @@
+/**
+ * The floor under "one at a time": the bare chain of bench-floor-chain.ts (client, primary over
+ * TCP, workers round-robin over IPC, a sqlite3 commit per task), driven one task at a time by this
+ * process.
+ * Run beside Ronda's own one-at-a-time runs, at the same moment of the same machine, it shows how
+ * much of each task's round trip is the hops themselves (kernel wakeups, IPC, the sqlite3 thread
+ * pool) and how much is Ronda's own work.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Histogram } from './bench-histogram';
+
+const CHAIN_SCRIPT = path.join(__dirname, 'bench-floor-chain.js');
+const START_TIMEOUT_MS = 15_000;
+/** A reply that takes longer than this means the chain is broken, not slow. */
+const REPLY_TIMEOUT_MS = 10_000;
+
+export interface FloorChain {
+  port: number;
+  stop(): Promise<void>;
+}
+
+export interface FloorResult {
+  tasksPerS: number;
+  p50: number;
+  tasks: number;
+}
+
+/** Forks the bare chain with `workers` workers in a temp directory; resolves once it listens. */
+export async function startFloorChain(workers: number): Promise<FloorChain> {
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'ronda-floor-'));
+  const child = fork(CHAIN_SCRIPT, ['primary', dataDir, String(workers)], { stdio: 'inherit' });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const stop = async (): Promise<void> => {
+    // Closing the channel ends the chain's primary, which ends its worker.
+    if (child.connected) child.disconnect();
+    await exited;
+    await rm(dataDir, { recursive: true, force: true });
+  };
+  try {
+    return { port: await portOf(child), stop };
+  } catch (error) {
+    child.kill('SIGKILL');
+    await stop();
+    throw error;
+  }
+}
+
+function portOf(child: ChildProcess): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the bare chain did not listen within ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS);
+    child.once('exit', () => reject(new Error('the bare chain exited before it listened')));
+    child.once('message', (message: { port: number }) => {
+      clearTimeout(timer);
+      resolve(message.port);
+    });
+  });
+}
+
+/** Tasks sent to the bare chain so far, for ids unique across runs (its table wants them). */
+let sent = 0;
+
+/** Sends one task, waits for its answer, and again, for `durationMs`. */
+export async function serialFloor(port: number, durationMs: number): Promise<FloorResult> {
+  const socket = net.connect(port, '127.0.0.1');
+  socket.setEncoding('utf8');
+  await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+  let buffered = '';
+  let answered: (() => void) | undefined;
+  socket.on('data', (text: string) => {
+    buffered += text;
+    if (!buffered.endsWith('\n')) return;
+    buffered = '';
+    answered?.();
+  });
+  const histogram = new Histogram();
+  const startedAt = performance.now();
+  try {
+    while (performance.now() - startedAt < durationMs) {
+      const n = (sent += 1);
+      const sentAt = performance.now();
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('the bare chain stopped answering')), REPLY_TIMEOUT_MS);
+        answered = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        socket.write(`${JSON.stringify({ id: `floor-${n}`, payload: `serial ${n}` })}\n`);
+      });
+      histogram.record(performance.now() - sentAt);
+    }
+  } finally {
+    socket.destroy();
+  }
+  const elapsedMs = performance.now() - startedAt;
+  return { tasksPerS: (histogram.count / elapsedMs) * 1000, p50: histogram.percentile(50), tasks: histogram.count };
+}
