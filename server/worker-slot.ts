@@ -237,7 +237,8 @@ export class WorkerSlot {
   }
 
   private onReady(pid: number, kinds: readonly string[]): void {
-    if (this.state !== 'starting') return;
+    // Too late: a worker the ready timeout has killed may still have its `ready` in the pipe.
+    if (this.state !== 'starting' || this.notReadyIn !== undefined) return;
     this.clearReadyTimer();
     this.state = 'ready';
     this.readyAt = performance.now();

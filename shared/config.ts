@@ -66,8 +66,12 @@ export const ServerConfigSchema = z
     maxAttempts: intOption(1, 100).default(SERVER_DEFAULTS.maxAttempts),
     idleTimeoutMs: intOption(0, 86_400_000).default(SERVER_DEFAULTS.idleTimeoutMs),
     shutdownTimeoutMs: intOption(0, 600_000).default(SERVER_DEFAULTS.shutdownTimeoutMs),
-    /** A worker that has not said `ready` this long after it was started is killed and replaced. */
-    workerReadyTimeoutMs: intOption(100, 600_000).default(SERVER_DEFAULTS.workerReadyTimeoutMs),
+    /**
+     * A worker that has not said `ready` this long after it was started is killed and replaced. At
+     * least 1 s: a cold fork takes up to about 0.6 s on a busy 2-core machine, and a limit below
+     * that would kill every worker for good.
+     */
+    workerReadyTimeoutMs: intOption(1_000, 600_000).default(SERVER_DEFAULTS.workerReadyTimeoutMs),
     help: flagOption.default(false),
   })
   .refine((config) => config.maxTaskTimeoutMs >= config.taskTimeoutMs, {

@@ -1,0 +1,122 @@
+import { expect } from 'chai';
+import type { ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { PassThrough } from 'node:stream';
+import { Logger } from '../../shared/logger';
+import type { Outcome, Task } from '../../server/task';
+import { WorkerSlot, type SlotEvents } from '../../server/worker-slot';
+
+/** A worker process that does only what the test makes it do. */
+class FakeChild extends EventEmitter {
+  readonly pid: number;
+  connected = true;
+  readonly signals: string[] = [];
+  readonly sent: unknown[] = [];
+  constructor(pid: number) {
+    super();
+    this.pid = pid;
+  }
+  kill(signal: string): boolean {
+    this.signals.push(signal);
+    return true;
+  }
+  send(message: unknown, callback?: (error: Error | null) => void): boolean {
+    this.sent.push(message);
+    callback?.(null);
+    return true;
+  }
+  /** The process ends: what the kernel reports after a SIGKILL. */
+  die(): void {
+    this.connected = false;
+    this.emit('exit', null, 'SIGKILL');
+  }
+}
+
+const wait = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('WorkerSlot ready timeout (a fake child process)', function () {
+  let children: FakeChild[];
+  let log: string;
+  let settled: [Task, Outcome][];
+
+  function makeSlot(readyTimeoutMs: number): WorkerSlot {
+    const stream = new PassThrough();
+    stream.setEncoding('utf8').on('data', (text: string) => (log += text));
+    const events: SlotEvents = {
+      ready: () => undefined,
+      settled: (_slot, outcomes) => settled.push(...outcomes),
+      returned: () => undefined,
+      capacity: () => undefined,
+    };
+    return new WorkerSlot({
+      slot: 1,
+      script: 'unused',
+      args: [],
+      maxInflight: 4,
+      maxAttempts: 1,
+      readyTimeoutMs,
+      logger: new Logger({ stream, env: { NO_COLOR: '1' } }),
+      events,
+      spawn: () => {
+        const child = new FakeChild(1000 + children.length);
+        children.push(child);
+        return child as unknown as ChildProcess;
+      },
+    });
+  }
+
+  beforeEach(() => {
+    children = [];
+    log = '';
+    settled = [];
+  });
+
+  it('kills a first worker that is not ready in time, and start() fails with the reason', async function () {
+    const slot = makeSlot(50);
+    const started = slot.start();
+    await wait(80);
+    expect(children[0]?.signals).to.deep.equal(['SIGKILL']);
+    children[0]?.die();
+    let error: unknown;
+    await started.catch((caught: unknown) => (error = caught));
+    expect(String(error)).to.include('worker 1 (pid 1000) exited (killed: not ready within 50 ms) before it was ready');
+  });
+
+  it('ignores a ready that arrives after the kill: start() does not succeed, no task is handed over', async function () {
+    const slot = makeSlot(50);
+    let outcome = 'pending';
+    slot.start().then(
+      () => (outcome = 'started'),
+      () => (outcome = 'failed'),
+    );
+    await wait(80);
+    children[0]?.emit('message', { type: 'ready', pid: 1000, kinds: ['text'] });
+    await wait(0);
+    expect(slot.state).to.equal('starting');
+    expect(slot.canTake()).to.equal(false);
+    expect(outcome).to.equal('pending');
+    children[0]?.die();
+    await wait(0);
+    expect(outcome).to.equal('failed');
+  });
+
+  it('counts a replacement that is not ready in time as dying young, and backs off', async function () {
+    const slot = makeSlot(50);
+    const started = slot.start();
+    children[0]?.emit('message', { type: 'ready', pid: 1000, kinds: ['text'] });
+    await started;
+    // The first worker dies young on its own; its replacement never says ready.
+    children[0]?.die();
+    expect(children).to.have.length(2);
+    await wait(80);
+    expect(children[1]?.signals).to.deep.equal(['SIGKILL']);
+    children[1]?.emit('message', { type: 'ready', pid: 1001, kinds: ['text'] });
+    children[1]?.die();
+    expect(slot.state).to.equal('backoff');
+    expect(log).to.include('worker pid 1001 is not ready 50 ms after it was started; killing it');
+    expect(log).to.include('worker pid 1001 died (killed: not ready within 50 ms)');
+    expect(log).to.include('worker keeps dying young (2 in a row); respawning in 100 ms');
+    await slot.stop();
+    expect(settled).to.deep.equal([]);
+  });
+});
