@@ -5,9 +5,11 @@
  * hops as a task's path through Ronda, and nothing else: no validation, no bookkeeping, no batching.
  *
  *   bench-floor-chain.js primary <dataDir> <N>   (forked by the bench; says { port } when listening)
- *   bench-floor-chain.js worker <file>           (forked by the primary; says { ready } when open)
+ *   bench-floor-chain.js worker <file> <slot>    (forked by the primary; says { ready } when open)
  *
- * Both exit when their parent's IPC channel closes.
+ * Both exit when their parent's IPC channel closes, the primary once its workers have; a worker
+ * that cannot store a task exits with the reason, and its primary with it, so that the bench sees
+ * the chain fail at once instead of waiting for an answer.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import net, { type AddressInfo } from 'node:net';
@@ -21,15 +23,22 @@ interface FloorTask {
 }
 
 const INSERT_SQL = `INSERT INTO results (task_id, kind, task, result, status, worker, timestamp)
-  VALUES (?, 'text', ?, ?, 'done', 1, ?)`;
+  VALUES (?, 'text', ?, ?, 'done', ?, ?)`;
 
-async function worker(file: string): Promise<void> {
+function fail(error: unknown): never {
+  process.stderr.write(`bench-floor-chain: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+}
+
+async function worker(file: string, slot: number): Promise<void> {
+  process.on('disconnect', () => process.exit(0));
   const db = await openWorkerDatabase(file);
   const insert = await prepare(db, INSERT_SQL);
   process.on('message', (task: FloorTask) => {
-    const result = `Task '${task.payload}' processed by worker 1`;
-    void runStatement(insert, [task.id, task.payload, result, new Date().toISOString()]).then(() =>
-      process.send?.({ id: task.id, result }),
+    const result = `Task '${task.payload}' processed by worker ${slot}`;
+    runStatement(insert, [task.id, task.payload, result, slot, new Date().toISOString()]).then(
+      () => process.send?.({ id: task.id, result }),
+      fail,
     );
   });
   process.send?.({ ready: true });
@@ -37,15 +46,31 @@ async function worker(file: string): Promise<void> {
 
 async function primary(dataDir: string, count: number): Promise<void> {
   const workers = Array.from({ length: count }, (_, index) =>
-    fork(__filename, ['worker', path.join(dataDir, `floor${index + 1}.db`)], { stdio: 'inherit' }),
+    fork(__filename, ['worker', path.join(dataDir, `floor${index + 1}.db`), String(index + 1)], { stdio: 'inherit' }),
   );
-  process.on('disconnect', () => workers.forEach((child) => child.kill()));
+  const exited = workers.map((child) => new Promise((resolve) => child.once('exit', resolve)));
+  let stopping = false;
+  const stop = async (code: number): Promise<never> => {
+    stopping = true;
+    for (const child of workers) child.kill();
+    await Promise.all(exited);
+    process.exit(code);
+  };
+  process.on('disconnect', () => void stop(0));
+  // A worker that dies on its own (it could not store a task) takes the chain down with it.
+  for (const child of workers) {
+    child.once('exit', () => {
+      if (!stopping) void stop(1);
+    });
+  }
   await Promise.all(workers.map((child) => new Promise((resolve) => child.once('message', resolve))));
   let client: net.Socket | undefined;
   for (const child of workers) child.on('message', (reply) => client?.write(`${JSON.stringify(reply)}\n`));
   let next = 0;
   const server = net.createServer((socket) => {
     client = socket;
+    socket.setNoDelay(true);
+    socket.on('error', () => undefined); // the bench went away; 'close' follows
     let buffered = '';
     socket.setEncoding('utf8').on('data', (text: string) => {
       buffered += text;
@@ -59,11 +84,10 @@ async function primary(dataDir: string, count: number): Promise<void> {
   server.listen(0, '127.0.0.1', () => process.send?.({ port: (server.address() as AddressInfo).port }));
 }
 
-process.on('disconnect', () => process.exit(0));
-const [role, where, count] = process.argv.slice(2);
-if (role === 'primary' && where !== undefined && Number(count) >= 1) void primary(where, Number(count));
-else if (role === 'worker' && where !== undefined) void worker(where);
+const [role, where, number] = process.argv.slice(2);
+if (role === 'primary' && where !== undefined && Number(number) >= 1) primary(where, Number(number)).catch(fail);
+else if (role === 'worker' && where !== undefined && Number(number) >= 1) worker(where, Number(number)).catch(fail);
 else {
-  process.stderr.write('usage: bench-floor-chain.js primary <dataDir> <workers> | worker <file>\n');
+  process.stderr.write('usage: bench-floor-chain.js primary <dataDir> <workers> | worker <file> <slot>\n');
   process.exit(2);
 }

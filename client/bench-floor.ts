@@ -52,12 +52,16 @@ export async function startFloorChain(workers: number): Promise<FloorChain> {
 
 function portOf(child: ChildProcess): Promise<number> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the bare chain did not listen within ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS);
-    child.once('exit', () => reject(new Error('the bare chain exited before it listened')));
-    child.once('message', (message: { port: number }) => {
+    const settle = (error: Error | undefined, port = 0): void => {
       clearTimeout(timer);
-      resolve(message.port);
-    });
+      child.off('exit', onExit);
+      if (error === undefined) resolve(port);
+      else reject(error);
+    };
+    const onExit = (): void => settle(new Error('the bare chain exited before it listened'));
+    const timer = setTimeout(() => settle(new Error(`the bare chain did not listen within ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS);
+    child.once('exit', onExit);
+    child.once('message', (message: { port: number }) => settle(undefined, message.port));
   });
 }
 
@@ -70,24 +74,32 @@ export async function serialFloor(port: number, durationMs: number): Promise<Flo
   socket.setEncoding('utf8');
   await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
   let buffered = '';
-  let answered: (() => void) | undefined;
+  let answered: ((error?: Error) => void) | undefined;
   socket.on('data', (text: string) => {
     buffered += text;
     if (!buffered.endsWith('\n')) return;
     buffered = '';
     answered?.();
   });
+  let closed: Error | undefined;
+  socket.on('error', () => undefined); // 'close' follows
+  socket.once('close', () => {
+    closed = new Error('the bare chain closed the connection');
+    answered?.(closed);
+  });
   const histogram = new Histogram();
   const startedAt = performance.now();
   try {
     while (performance.now() - startedAt < durationMs) {
+      if (closed !== undefined) throw closed;
       const n = (sent += 1);
       const sentAt = performance.now();
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error('the bare chain stopped answering')), REPLY_TIMEOUT_MS);
-        answered = () => {
+        answered = (error) => {
           clearTimeout(timer);
-          resolve();
+          if (error === undefined) resolve();
+          else reject(error);
         };
         socket.write(`${JSON.stringify({ id: `floor-${n}`, payload: `serial ${n}` })}\n`);
       });

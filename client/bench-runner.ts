@@ -5,7 +5,7 @@
  */
 import os from 'node:os';
 import type { BenchTarget } from './bench-cluster';
-import { serialFloor, startFloorChain, type FloorResult } from './bench-floor';
+import { serialFloor, startFloorChain, type FloorChain, type FloorResult } from './bench-floor';
 import { closeAll, connectAll, paced, saturate, serial, withDeadline, type Endpoint } from './bench-load';
 import { memoryOf, meterPhase, type PhaseCost, type Watched } from './bench-proc';
 import { measureRecovery } from './bench-recovery';
@@ -58,6 +58,8 @@ export interface BenchReport {
   cpu: CpuByPhase;
   failed: number;
   firstFailure: string | undefined;
+  /** Why the bare chain has no figures, if it failed: Ronda's own figures are kept regardless. */
+  floorError: string | undefined;
   json: Record<string, unknown>;
 }
 
@@ -144,21 +146,40 @@ export async function runBench(
     }
 
     const serialRuns: Awaited<ReturnType<typeof serial>>[] = [];
-    const floorRuns: FloorResult[] = [];
+    let floorRuns: FloorResult[] = [];
+    let floorError: string | undefined;
     if (plan.phases.has('serial')) {
       // The bare chain runs on this machine: beside a cluster elsewhere it would compare nothing.
-      const workers = (await control.stats()).workers.length;
-      const floor = target.primaryPid === undefined ? undefined : await bounded('the bare chain', startFloorChain(workers));
+      let floor: FloorChain | undefined;
+      /** Runs the bare chain; if it fails, it is left out and the bench goes on without it. */
+      const onFloor = async (body: (chain: FloorChain) => Promise<void>): Promise<void> => {
+        if (floor === undefined) return;
+        try {
+          await bounded('the bare chain', body(floor));
+        } catch (error) {
+          floorError = error instanceof Error ? error.message : String(error);
+          floorRuns = [];
+          await floor.stop();
+          floor = undefined;
+        }
+      };
+      if (target.primaryPid !== undefined) {
+        const workers = (await control.stats()).workers.length;
+        floor = await bounded('the bare chain', startFloorChain(workers)).catch((error: unknown) => {
+          floorError = error instanceof Error ? error.message : String(error);
+          return undefined;
+        });
+      }
       try {
         noteFailures(await bounded('the warm-up', serial(control, SERIAL_WARMUP_MS)));
-        if (floor !== undefined) await bounded('the bare chain', serialFloor(floor.port, SERIAL_WARMUP_MS));
+        await onFloor(async (chain) => void (await serialFloor(chain.port, SERIAL_WARMUP_MS)));
         // Turn about, so that both see the same moments of a noisy machine.
         for (let run = 1; run <= plan.runs; run += 1) {
           progress(`one task at a time, run ${run}/${plan.runs}`, run - 1, plan.runs);
           const result = await metered('one at a time', () => serial(control, plan.durationMs));
           noteFailures(result);
           serialRuns.push(result);
-          if (floor !== undefined) floorRuns.push(await bounded('the bare chain', serialFloor(floor.port, plan.durationMs)));
+          await onFloor(async (chain) => void floorRuns.push(await serialFloor(chain.port, plan.durationMs)));
         }
       } finally {
         await floor?.stop();
@@ -244,6 +265,7 @@ export async function runBench(
       cpu,
       failed,
       firstFailure,
+      floorError,
       json: {
         startedAt,
         machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, node: process.version, platform: process.platform },
@@ -261,6 +283,7 @@ export async function runBench(
         cpuPercent: cpu,
         failed,
         firstFailure,
+        floorError,
       },
     };
   } finally {

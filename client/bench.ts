@@ -102,6 +102,7 @@ export async function benchCommand(argv: string[], output: Output): Promise<numb
       output.line();
       printCpu(output, report.cpu);
     }
+    if (report.floorError !== undefined) output.error(`ronda bench: the bare chain was left out: ${report.floorError}`);
     if (report.failed > 0) output.error(`${report.failed} task(s) failed; the first: ${report.firstFailure}`);
     return report.failed > 0 ? 1 : 0;
   } finally {
