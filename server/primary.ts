@@ -48,6 +48,12 @@ export class Primary {
       readyTimeoutMs: config.workerReadyTimeoutMs,
       logger,
       onPressure: (saturated) => {
+        // A per-task-rate event under a flood: sampled like task lines, and off with --quiet.
+        logger.task('primary', () =>
+          saturated
+            ? `queue full (${this.dispatcher.queued} queued): reading from clients paused`
+            : `queue has room (${this.dispatcher.queued} queued): reading from clients again`,
+        );
         for (const connection of this.connections) connection.setGlobalPause(saturated);
       },
     });

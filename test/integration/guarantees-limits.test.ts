@@ -98,15 +98,14 @@ describe('guarantees: bounded work in flight, hostile input, exposure', function
   });
 
   it('does not read from a client that connects while the queue is full, then serves it', async function () {
-    const cluster = await startCluster({
-      args: ['--quiet', '--workers', '1', '--max-inflight-per-worker', '1', '--max-queue', '1'],
-    });
+    // Not --quiet: the primary logs when the queue fills.
+    const cluster = await startCluster({ args: ['--workers', '1', '--max-inflight-per-worker', '1', '--max-queue', '1'] });
     const first = await rawClient(cluster.port);
     // One task runs, one waits: the queue is full and no client is read from. A line that is not
     // JSON shows it: read, it is answered at once with BAD_JSON; unread, it waits.
     first.send({ type: 'submit', id: 'running', kind: 'sleep', payload: { ms: 1_500 } });
     first.send({ type: 'submit', id: 'queued', kind: 'sleep', payload: { ms: 1 } });
-    await sleep(100);
+    await cluster.waitFor(/queue full \(1 queued\): reading from clients paused/);
     first.send('{not json\n');
     const late = await rawClient(cluster.port);
     late.send('{not json either\n');
