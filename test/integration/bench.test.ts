@@ -1,22 +1,7 @@
 import { expect } from 'chai';
-import { readdirSync, readFileSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import { runCli, stopClis } from '../helpers/cli';
-import { makeTempDir, until } from '../helpers/cluster';
-
-/** Pids of the processes whose command line mentions `text`. */
-function processesMentioning(text: string): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(text)) pids.push(Number(entry));
-    } catch {
-      // The process ended while we looked.
-    }
-  }
-  return pids;
-}
+import { makeTempDir, processesMentioning, until } from '../helpers/cluster';
 
 interface BenchJson {
   figures: Record<string, { median: number; runs: number[]; met?: boolean }>;

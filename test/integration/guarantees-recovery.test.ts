@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ServerMessage, StatsReply } from '../../shared/protocol';
-import { isAlive, makeTempDir, ROOT, startCluster, stopClusters, until, type Cluster } from '../helpers/cluster';
+import { isAlive, makeTempDir, processesMentioning, ROOT, startCluster, stopClusters, until, type Cluster } from '../helpers/cluster';
 import { integrityCheck, readRows, type StoredRow } from '../helpers/db';
 import { closeRawClients, rawClient, type RawClient } from '../helpers/raw-client';
 
@@ -199,7 +199,7 @@ describe('guarantees: recovery from dying workers, hanging tasks and a dying pri
     const notReady = new RegExp(`\\[worker 1\\] worker pid (\\d+) died \\(killed: not ready within ${readyTimeoutMs} ms\\)`, 'g');
     await until(() => [...cluster.output.matchAll(notReady)].length >= 2, 10_000, 'two replacements killed');
     // Each counts as dying young: the second at the latest is respawned with a delay.
-    expect(cluster.output).to.match(/\[worker 1\] worker keeps dying young \([23] in a row\); respawning in [12]00 ms/);
+    await cluster.waitFor(/\[worker 1\] worker keeps dying young \([23] in a row\); respawning in [12]00 ms/, 2_000);
     for (let index = 1; index <= 6; index += 1) {
       client.send({ type: 'submit', id: `meanwhile${index}`, kind: 'text', payload: 'x' });
       expect(await client.reply(`meanwhile${index}`)).to.deep.include({ type: 'done', worker: 2 });
@@ -217,6 +217,22 @@ describe('guarantees: recovery from dying workers, hanging tasks and a dying pri
     for (const [, pid] of [...cluster.output.matchAll(notReady)]) {
       expect(isAlive(Number(pid)), `hung worker ${pid}`).to.equal(false);
     }
+  });
+
+  it('exits with the reason, leaving no worker, when a first worker is not ready in time', async function () {
+    const marker = path.join(await tempDir(), 'hang-on-load');
+    await writeFile(marker, '');
+    const cluster = await startCluster({
+      args: ['--quiet', '--workers', '2', '--handlers', HOSTILE_KINDS, '--worker-ready-timeout-ms', '1000'],
+      env: { RONDA_TEST_HANG_ON_LOAD: marker },
+      wait: false,
+    });
+    const exit = await cluster.waitForExit();
+    expect(exit.code, cluster.output).to.equal(1);
+    expect(cluster.output).to.match(/could not start: worker \d \(pid \d+\) exited \(killed: not ready within 1000 ms\) before it was ready/);
+    expect(cluster.output).to.not.match(/listening on/);
+    // Both workers hang (for 30 s if nobody kills them); each one's --db names the data directory.
+    await until(() => processesMentioning(cluster.dataDir).length === 0, 3_000, 'the hung workers to be gone');
   });
 
   it('fails a task past its time limit with TIMEOUT, replaces the worker, redelivers the others', async function () {
