@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
 import { PassThrough } from 'node:stream';
 import { Logger } from '../../shared/logger';
 import type { Outcome, Task } from '../../server/task';
@@ -23,6 +24,8 @@ class FakeChild extends EventEmitter {
   send(message: unknown, callback?: (error: Error | null) => void): boolean {
     this.sent.push(message);
     callback?.(null);
+    // Told to stop, it stops, as a real worker does once its tasks are stored.
+    if ((message as { type?: string }).type === 'shutdown') setImmediate(() => this.emit('exit', 0, null));
     return true;
   }
   /** The process ends: what the kernel reports after a SIGKILL. */
@@ -34,7 +37,7 @@ class FakeChild extends EventEmitter {
 
 const wait = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-describe('WorkerSlot ready timeout (a fake child process)', function () {
+describe('WorkerSlot (a fake child process)', function () {
   let children: FakeChild[];
   let log: string;
   let settled: [Task, Outcome][];
@@ -69,6 +72,53 @@ describe('WorkerSlot ready timeout (a fake child process)', function () {
     children = [];
     log = '';
     settled = [];
+  });
+
+  const task = (taskId: string, timeoutMs: number): Task => ({
+    taskId,
+    clientId: undefined,
+    kind: 'text',
+    payload: taskId,
+    chars: 10,
+    timeoutMs,
+    owner: { settle: () => undefined },
+    acceptedAt: 0,
+    deadline: 0,
+    deaths: 0,
+    redelivered: false,
+    failWith: undefined,
+  });
+
+  it('takes no new task while it kills its worker for a time limit', async function () {
+    const slot = makeSlot(1_000);
+    const started = slot.start();
+    children[0]?.emit('message', { type: 'ready', pid: 1000, kinds: ['text'] });
+    await started;
+    slot.assign(task('slow', 10));
+    await wait(5);
+    expect(children[0]?.sent).to.have.length(1);
+    expect(slot.canTake()).to.equal(true);
+    slot.sweepTimeouts(performance.now() + 20);
+    expect(children[0]?.signals).to.deep.equal(['SIGKILL']);
+    // The worker is not gone yet: a task handed over now would die with it.
+    expect(slot.canTake()).to.equal(false);
+    children[0]?.die();
+    children[1]?.emit('message', { type: 'ready', pid: 1001, kinds: ['text'] });
+    expect(slot.state).to.equal('ready');
+    expect(slot.canTake()).to.equal(true);
+    // The replacement is told to store the TIMEOUT, not to run the task again.
+    await wait(5);
+    const sent = children[1]?.sent as { tasks: { taskId: string; failWith?: { code: string } }[] }[];
+    expect(sent.flatMap((message) => message.tasks)).to.deep.include({
+      taskId: 'slow',
+      kind: 'text',
+      payload: 'slow',
+      redelivered: true,
+      failWith: { code: 'TIMEOUT', message: 'task ran past its time limit of 10 ms' },
+    });
+    children[1]?.emit('message', { type: 'outcomes', outcomes: [{ taskId: 'slow', status: 'failed', error: { code: 'TIMEOUT', message: 'm' } }] });
+    expect(settled.map(([settledTask, outcome]) => [settledTask.taskId, outcome.status])).to.deep.equal([['slow', 'failed']]);
+    await slot.stop();
   });
 
   it('kills a first worker that is not ready in time, and start() fails with the reason', async function () {
