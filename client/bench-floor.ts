@@ -19,7 +19,7 @@ const START_TIMEOUT_MS = 15_000;
 /** A reply that takes longer than this means the chain is broken, not slow. */
 const REPLY_TIMEOUT_MS = 10_000;
 
-export interface FloorChain {
+interface FloorChain {
   port: number;
   stop(): Promise<void>;
 }
@@ -31,7 +31,7 @@ export interface FloorResult {
 }
 
 /** Forks the bare chain with `workers` workers in a temp directory; resolves once it listens. */
-export async function startFloorChain(workers: number): Promise<FloorChain> {
+async function startFloorChain(workers: number): Promise<FloorChain> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'ronda-floor-'));
   const child = fork(CHAIN_SCRIPT, ['primary', dataDir, String(workers)], { stdio: 'inherit' });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -69,7 +69,7 @@ function portOf(child: ChildProcess): Promise<number> {
 let sent = 0;
 
 /** Sends one task, waits for its answer, and again, for `durationMs`. */
-export async function serialFloor(port: number, durationMs: number): Promise<FloorResult> {
+async function serialFloor(port: number, durationMs: number): Promise<FloorResult> {
   const socket = net.connect(port, '127.0.0.1');
   socket.setEncoding('utf8');
   await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
@@ -110,4 +110,48 @@ export async function serialFloor(port: number, durationMs: number): Promise<Flo
   }
   const elapsedMs = performance.now() - startedAt;
   return { tasksPerS: (histogram.count / elapsedMs) * 1000, p50: histogram.percentile(50), tasks: histogram.count };
+}
+
+/**
+ * The bare chain as the bench uses it, beside Ronda's one-at-a-time runs: its results, or why it
+ * has none. A chain that fails is stopped and left out; the bench goes on without it.
+ */
+export class Floor {
+  readonly runs: FloorResult[] = [];
+  error: string | undefined;
+
+  private constructor(private chain: FloorChain | undefined) {}
+
+  static async start(workers: number): Promise<Floor> {
+    try {
+      return new Floor(await startFloorChain(workers));
+    } catch (error) {
+      const floor = new Floor(undefined);
+      floor.fail(error);
+      return floor;
+    }
+  }
+
+  /** One run of `durationMs`; a warm-up's result is not kept. */
+  async run(durationMs: number, keep = true): Promise<void> {
+    if (this.chain === undefined) return;
+    try {
+      const result = await serialFloor(this.chain.port, durationMs);
+      if (keep) this.runs.push(result);
+    } catch (error) {
+      this.fail(error);
+      await this.stop();
+    }
+  }
+
+  async stop(): Promise<void> {
+    const chain = this.chain;
+    this.chain = undefined;
+    await chain?.stop();
+  }
+
+  private fail(error: unknown): void {
+    this.error = error instanceof Error ? error.message : String(error);
+    this.runs.length = 0;
+  }
 }

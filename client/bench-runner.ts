@@ -5,7 +5,7 @@
  */
 import os from 'node:os';
 import type { BenchTarget } from './bench-cluster';
-import { serialFloor, startFloorChain, type FloorChain, type FloorResult } from './bench-floor';
+import { Floor } from './bench-floor';
 import { closeAll, connectAll, paced, saturate, serial, withDeadline, type Endpoint } from './bench-load';
 import { memoryOf, meterPhase, type PhaseCost, type Watched } from './bench-proc';
 import { measureRecovery } from './bench-recovery';
@@ -146,45 +146,27 @@ export async function runBench(
     }
 
     const serialRuns: Awaited<ReturnType<typeof serial>>[] = [];
-    let floorRuns: FloorResult[] = [];
-    let floorError: string | undefined;
+    let floor: Floor | undefined;
     if (plan.phases.has('serial')) {
       // The bare chain runs on this machine: beside a cluster elsewhere it would compare nothing.
-      let floor: FloorChain | undefined;
-      /** Runs the bare chain; if it fails, it is left out and the bench goes on without it. */
-      const onFloor = async (body: (chain: FloorChain) => Promise<void>): Promise<void> => {
-        if (floor === undefined) return;
-        try {
-          await bounded('the bare chain', body(floor));
-        } catch (error) {
-          floorError = error instanceof Error ? error.message : String(error);
-          floorRuns = [];
-          await floor.stop();
-          floor = undefined;
-        }
-      };
-      if (target.primaryPid !== undefined) {
-        const workers = (await control.stats()).workers.length;
-        floor = await bounded('the bare chain', startFloorChain(workers)).catch((error: unknown) => {
-          floorError = error instanceof Error ? error.message : String(error);
-          return undefined;
-        });
-      }
+      if (target.primaryPid !== undefined) floor = await Floor.start((await control.stats()).workers.length);
       try {
         noteFailures(await bounded('the warm-up', serial(control, SERIAL_WARMUP_MS)));
-        await onFloor(async (chain) => void (await serialFloor(chain.port, SERIAL_WARMUP_MS)));
+        await floor?.run(SERIAL_WARMUP_MS, false);
         // Turn about, so that both see the same moments of a noisy machine.
         for (let run = 1; run <= plan.runs; run += 1) {
           progress(`one task at a time, run ${run}/${plan.runs}`, run - 1, plan.runs);
           const result = await metered('one at a time', () => serial(control, plan.durationMs));
           noteFailures(result);
           serialRuns.push(result);
-          await onFloor(async (chain) => void floorRuns.push(await serialFloor(chain.port, plan.durationMs)));
+          await floor?.run(plan.durationMs);
         }
       } finally {
         await floor?.stop();
       }
     }
+    const floorRuns = floor?.runs ?? [];
+    const floorError = floor?.error;
 
     const recoveryRuns: Awaited<ReturnType<typeof measureRecovery>>[] = [];
     if (target.primaryPid !== undefined && plan.phases.has('recovery')) {
