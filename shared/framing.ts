@@ -40,7 +40,7 @@ export class LineSplitter {
     while (newline !== -1) {
       if (this.discarding) {
         this.discarding = false;
-      } else if (this.pendingBytes + newline - start > this.maxLineBytes) {
+      } else if (this.pendingBytes + newline - start - this.carriageReturnBefore(chunk, start, newline) > this.maxLineBytes) {
         lines.push({ ok: false, code: ErrorCode.LINE_TOO_LONG });
       } else {
         lines.push(this.decode(this.join(chunk.subarray(start, newline))));
@@ -52,7 +52,9 @@ export class LineSplitter {
     }
     if (start < chunk.length && !this.discarding) {
       const rest = chunk.subarray(start);
-      if (this.pendingBytes + rest.length > this.maxLineBytes) {
+      // One byte more than the limit may wait if it is a `\r`: that of a CRLF is not part of the line.
+      const carriageReturn = rest[rest.length - 1] === CARRIAGE_RETURN ? 1 : 0;
+      if (this.pendingBytes + rest.length > this.maxLineBytes + carriageReturn) {
         lines.push({ ok: false, code: ErrorCode.LINE_TOO_LONG });
         this.pending = [];
         this.pendingBytes = 0;
@@ -69,10 +71,20 @@ export class LineSplitter {
   /** Takes the unterminated bytes held as a line of their own (peer paused or half-closed). */
   flush(): Line | undefined {
     if (this.pendingBytes === 0) return undefined;
-    const line = this.decode(this.join(Buffer.alloc(0)));
+    const bytes = this.join(Buffer.alloc(0));
     this.pending = [];
     this.pendingBytes = 0;
-    return line;
+    if (bytes.length - (bytes[bytes.length - 1] === CARRIAGE_RETURN ? 1 : 0) > this.maxLineBytes) {
+      return { ok: false, code: ErrorCode.LINE_TOO_LONG };
+    }
+    return this.decode(bytes);
+  }
+
+  /** 1 if the line that ends at `newline` ends in `\r` (in this chunk or in the bytes held), else 0. */
+  private carriageReturnBefore(chunk: Buffer, start: number, newline: number): number {
+    if (newline > start) return chunk[newline - 1] === CARRIAGE_RETURN ? 1 : 0;
+    const last = this.pending[this.pending.length - 1];
+    return last !== undefined && last[last.length - 1] === CARRIAGE_RETURN ? 1 : 0;
   }
 
   private join(tail: Buffer): Buffer {

@@ -47,6 +47,19 @@ describe('LineSplitter', function () {
     ]);
   });
 
+  it('counts the limit without the newline, CRLF or LF alike, also split across chunks', function () {
+    const splitter = new LineSplitter(8);
+    expect(splitter.push(Buffer.from('12345678\r\n12345678\n'))).to.deep.equal([text('12345678'), text('12345678')]);
+    expect(splitter.push(Buffer.from('12345678\r'))).to.deep.equal([]);
+    expect(splitter.push(Buffer.from('\n'))).to.deep.equal([text('12345678')]);
+    expect(splitter.push(Buffer.from('1234567'))).to.deep.equal([]);
+    expect(splitter.push(Buffer.from('8\r\n'))).to.deep.equal([text('12345678')]);
+    expect(splitter.push(Buffer.from('123456789\r\n'))).to.deep.equal([{ ok: false, code: 'LINE_TOO_LONG' }]);
+    // A CR that is not followed by the newline is part of the line, and makes it too long.
+    expect(splitter.push(Buffer.from('12345678\r'))).to.deep.equal([]);
+    expect(splitter.push(Buffer.from('x\nok\n'))).to.deep.equal([{ ok: false, code: 'LINE_TOO_LONG' }, text('ok')]);
+  });
+
   it('flushes unterminated bytes as a line of their own', function () {
     const splitter = new LineSplitter();
     splitter.push(Buffer.from('tarea1'));
