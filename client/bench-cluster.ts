@@ -88,7 +88,7 @@ async function terminate(child: ChildProcess, exited: Promise<void>): Promise<vo
  */
 export function logTime(log: string, pattern: RegExp, sinceMs: number): number | undefined {
   for (const line of log.split('\n')) {
-    const stamp = /^(\d\d):(\d\d):(\d\d)\.(\d{3}) /.exec(line);
+    const stamp = /^(\d\d):(\d\d):(\d\d)\.(\d{3})Z? /.exec(line);
     if (stamp === null || !pattern.test(line)) continue;
     const [, hh, mm, ss, mmm] = stamp.map(Number) as [number, number, number, number, number];
     const day = new Date(sinceMs);

@@ -32,7 +32,7 @@ function fail(error: unknown): never {
 
 async function worker(file: string, slot: number): Promise<void> {
   process.on('disconnect', () => process.exit(0));
-  const db = await openWorkerDatabase(file);
+  const { db } = await openWorkerDatabase(file);
   const insert = await prepare(db, INSERT_SQL);
   process.on('message', (task: FloorTask) => {
     const result = `Task '${task.payload}' processed by worker ${slot}`;

@@ -7,6 +7,7 @@ import {
   ClientMessageSchema,
   PROTOCOL_VERSION,
   TaskIdSchema,
+  type ClientMessage,
   type ResultRow,
   type ResultsQuery,
   type ServerMessage,
@@ -22,24 +23,40 @@ import type { Outcome, Task, TaskOwner } from './task';
 export const PLAIN_TEXT_PAUSE_MS = 30;
 /** The refusal of anything new while the cluster stops. */
 export const SHUTTING_DOWN: ErrorData = { code: ErrorCode.SHUTTING_DOWN, message: 'the server is shutting down' };
-/** Tasks one connection may have accepted and unanswered before the server stops reading it. */
+/** Tasks one connection may have accepted and unanswered before the server takes no more from it. */
 export const MAX_PENDING_PER_CONNECTION = 4_096;
-/** Characters of payload the same may hold: 4,096 tasks of 1 MiB each would be 4 GiB. */
-export const MAX_PENDING_CHARS_PER_CONNECTION = 8 * 1024 * 1024;
+/**
+ * Characters of the lines of those tasks: payloads, not task counts, fill memory (4,096 tasks of
+ * 1 MiB would be 4 GiB). One task of any size is always taken when none is pending.
+ */
+export const MAX_PENDING_CHARS_PER_CONNECTION = 2 * 1024 * 1024;
+/**
+ * Characters of replies a connection may owe (written, not yet read by the client) before the
+ * server handles no more of its lines: a client that sends requests and reads no replies is
+ * stopped at this, whatever it asks (`results` and `stats` as well as tasks).
+ */
+export const MAX_OWED_REPLY_CHARS = 1024 * 1024;
 
 /** What a connection needs from the rest of the primary. */
 export interface ConnectionContext {
   token: string | undefined;
   defaultTimeoutMs: number;
+  minTimeoutMs: number;
   maxTimeoutMs: number;
   idleTimeoutMs: number;
+  /** Worker slots of the cluster, for checking a `results` query's `worker`. */
+  workers: number;
   kinds(): ReadonlySet<string>;
+  schemas(): Readonly<Record<string, unknown>>;
   /** False once the server is shutting down. */
   accepting(): boolean;
   nextTaskId(): string;
   submit(task: Task): void;
   results(query: ResultsQuery): Promise<ResultRow[]>;
   stats(): StatsReply;
+  /** A failed authentication from this address; resolves how long to wait before answering it. */
+  authFailed(address: string, why: string): number;
+  authSucceeded(address: string): void;
   closed(connection: Connection): void;
 }
 
@@ -50,24 +67,46 @@ interface PlainReply {
   text: string | undefined;
 }
 
+/** A line read and not yet handled, parsed when it reaches the head of the backlog. */
+interface Pending {
+  line: Line;
+  /** The parsed request, once looked at (a line that is not one is handled at once). */
+  message?: ClientMessage;
+  chars: number;
+}
+
 /**
  * One client connection: frames its lines, parses each once, submits tasks and writes replies.
  * JSON replies go out as soon as their task settles; plain-text replies keep the order of the
- * lines that asked for them. Reading pauses while the connection has too many unanswered tasks,
- * while its replies are not being read, or while the primary's queue is full: TCP then pushes back
- * on the sender instead of the primary buffering without limit.
+ * lines that asked for them.
+ *
+ * Every request is under backpressure. Lines are handled in order, each only when the connection
+ * has room for what it asks: a task while the connection has fewer than 4,096 unanswered tasks
+ * and 2 Mi characters of them and the primary's queue has room; a `results` query when none of
+ * its own runs; anything only while it owes fewer than 1 Mi characters of replies. Until the head
+ * line can be handled, no more is read from the socket, so TCP pushes back on the sender; memory
+ * per connection is bounded by those budgets, one read and one unterminated line.
  */
 export class Connection implements TaskOwner {
+  /** For log lines: `#12`, in the order connections were accepted. */
+  readonly label: string;
+  /** The peer, `127.0.0.1:53422`, for log lines. */
+  readonly address: string;
+  /** Whether its connect line was printed (those are sampled): its disconnect line is then too. */
+  logged = false;
   private readonly splitter = new LineSplitter();
   private readonly inflightIds = new Set<string>();
   /** Plain-text replies in the order their lines arrived; `undefined` until the task settles. */
   private readonly plainReplies: PlainReply[] = [];
   private readonly plainByTask = new Map<string, PlainReply>();
+  /** Lines read and not yet handled, oldest first from `backlogHead`. */
+  private backlog: (Pending | undefined)[] = [];
+  private backlogHead = 0;
   private pending = 0;
-  /** Characters of the payloads of `pending` tasks: payloads, not task counts, fill memory. */
+  /** Characters of the lines of `pending` tasks. */
   private pendingChars = 0;
-  /** `results` queries being read; their replies are owed like a task's. */
-  private queries = 0;
+  /** A `results` query of this connection is being read. */
+  private querying = false;
   /** Whether the client has ever ended a line: only a client that never does (the seed's) has
    * unterminated text taken as a line after a pause, so a slow read never splits a line. */
   private sawNewline = false;
@@ -79,33 +118,41 @@ export class Connection implements TaskOwner {
   private closed = false;
   private reading = true;
   private writeBlocked = false;
+  /** performance.now() since which the socket's writes have been blocked (the client reads nothing). */
+  private blockedSince: number | undefined;
   private globalPause = false;
   private out = '';
   private plainTimer: NodeJS.Timeout | undefined;
+  /** performance.now() of the last complete line: idleness counts from there, not from any byte. */
+  private lastLineAt = performance.now();
+  private idleTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly socket: Socket,
     private readonly context: ConnectionContext,
+    serial: number,
   ) {
+    this.label = `#${serial}`;
+    this.address = `${socket.remoteAddress}:${socket.remotePort}`;
     this.authenticated = context.token === undefined;
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 60_000);
-    if (context.idleTimeoutMs > 0) socket.setTimeout(context.idleTimeoutMs);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('end', () => this.onEnd());
-    socket.on('timeout', () => this.onIdle());
     socket.on('drain', () => {
       this.writeBlocked = false;
-      this.updateFlow();
+      this.blockedSince = undefined;
+      this.work();
     });
     socket.on('error', () => undefined); // 'close' follows; a reset peer is not the server's error.
     socket.on('close', () => this.onClose());
+    this.armIdleTimer(context.idleTimeoutMs);
   }
 
   /** Pauses or resumes reading because of the primary's queue (also for a new connection). */
   setGlobalPause(paused: boolean): void {
     this.globalPause = paused;
-    this.updateFlow();
+    this.work();
   }
 
   /** Sends an error and closes the connection once its tasks have been answered. */
@@ -128,18 +175,15 @@ export class Connection implements TaskOwner {
     const plain = this.plainByTask.get(task.taskId);
     if (plain !== undefined) {
       this.plainByTask.delete(task.taskId);
-      plain.text = outcome.status === 'done' ? plainResult(outcome.result) : `error: ${outcome.error.message}`;
+      plain.text = outcome.status === 'done' ? plainResult(outcome) : `error: ${outcome.error.message}`;
       this.flushPlain();
     } else {
       const ms = Math.round((performance.now() - task.acceptedAt) * 100) / 100;
       const id = task.clientId ?? task.taskId;
-      this.send(
-        outcome.status === 'done'
-          ? { type: 'done', id, taskId: task.taskId, kind: task.kind, worker: outcome.worker, result: outcome.result, ms }
-          : failedReply(id, task, outcome.error, outcome.worker, ms),
-      );
+      if (outcome.status === 'done') this.write(doneLine(id, task, outcome, ms));
+      else this.send(failedReply(id, task, outcome.error, outcome.worker, ms));
     }
-    this.updateFlow();
+    this.work();
   }
 
   // ---- reading ---------------------------------------------------------------------------------
@@ -147,12 +191,13 @@ export class Connection implements TaskOwner {
   private onData(chunk: Buffer): void {
     if (this.ended) return;
     const lines = this.splitter.push(chunk);
-    // The splitter has already looked for the newlines; no second scan of the chunk.
-    if (lines.length > 0) this.sawNewline = true;
-    for (const line of lines) {
-      this.onLine(line);
-      if (this.ended) return;
+    if (lines.length > 0) {
+      // The splitter has already looked for the newlines; no second scan of the chunk.
+      this.sawNewline = true;
+      this.lastLineAt = performance.now();
+      for (const line of lines) this.backlog.push({ line, chars: line.ok ? line.text.length : 0 });
     }
+    this.work();
     this.clearPlainTimer();
     if (!this.sawNewline && this.splitter.buffered > 0 && this.splitter.firstBufferedByte !== 0x7b /* { */) {
       this.plainTimer = setTimeout(() => this.onPlainPause(), PLAIN_TEXT_PAUSE_MS);
@@ -166,26 +211,105 @@ export class Connection implements TaskOwner {
 
   private onPlainPause(): void {
     this.plainTimer = undefined;
-    const line = this.splitter.flush();
-    if (line !== undefined && !this.ended) this.onLine(line);
+    this.takeUnterminated();
   }
 
   private onEnd(): void {
     this.clearPlainTimer();
+    this.takeUnterminated();
+    // Lines still in the backlog are handled as room allows; then the socket ends.
+    this.ended = true;
+    this.work();
+  }
+
+  /** The unterminated bytes held, as a last line (the peer paused or half-closed). */
+  private takeUnterminated(): void {
     const line = this.splitter.flush();
-    if (line !== undefined && !this.ended) this.onLine(line);
-    this.finish();
+    if (line === undefined || this.ended) return;
+    this.lastLineAt = performance.now();
+    this.backlog.push({ line, chars: line.ok ? line.text.length : 0 });
+    this.work();
   }
 
-  private onIdle(): void {
-    if (this.pending > 0) return;
-    this.refuse({ code: ErrorCode.IDLE_TIMEOUT, message: `idle for ${this.context.idleTimeoutMs} ms; closing` });
+  /** Handles what the budgets allow, then reads on or pauses; called after anything that frees room. */
+  private work(): void {
+    while (this.backlogHead < this.backlog.length && !this.closed) {
+      const next = this.backlog[this.backlogHead] as Pending;
+      if (!this.mayHandle(next)) break;
+      this.backlog[this.backlogHead] = undefined;
+      this.backlogHead += 1;
+      this.handle(next);
+      if (this.refused) {
+        this.backlog = [];
+        this.backlogHead = 0;
+        break;
+      }
+    }
+    if (this.backlogHead === this.backlog.length && this.backlogHead > 0) {
+      this.backlog = [];
+      this.backlogHead = 0;
+    }
+    this.updateFlow();
+    this.endIfAnswered();
   }
 
-  private onLine(line: Line): void {
+  /** Set once the connection is being closed by the server: no later line is handled. */
+  private refused = false;
+  /** A refusal is held back (a failed authentication): the socket stays open until it is sent. */
+  private answerLater = false;
+
+  /** Whether the connection has room now for what this line asks. */
+  private mayHandle(next: Pending): boolean {
+    if (this.owedChars() >= MAX_OWED_REPLY_CHARS) return false;
+    if (!next.line.ok) return true;
+    const message = this.peek(next);
+    if (message === undefined) return true; // answered with an error at once
+    switch (message.type) {
+      case 'submit':
+        return this.hasRoomForTask(next.chars);
+      case 'results':
+        return !this.querying;
+      case 'hello':
+      case 'stats':
+        return true;
+      default: {
+        const unreachable: never = message;
+        throw new Error(`unhandled message ${JSON.stringify(unreachable)}`);
+      }
+    }
+  }
+
+  private hasRoomForTask(chars: number): boolean {
+    if (this.globalPause) return false;
+    if (this.pending === 0) return true;
+    return this.pending < MAX_PENDING_PER_CONNECTION && this.pendingChars + chars <= MAX_PENDING_CHARS_PER_CONNECTION;
+  }
+
+  /**
+   * The request a JSON line holds, parsed once and kept on the line; undefined for a plain-text
+   * line (a task: it asks for room like a submit) and for anything that is not a valid request.
+   */
+  private peek(next: Pending): ClientMessage | undefined {
+    if (next.message !== undefined || !next.line.ok) return next.message;
+    const text = next.line.text.trim();
+    if (text === '') return undefined;
+    if (!text.startsWith('{')) return PLAIN_SUBMIT;
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch {
+      return undefined;
+    }
+    const parsed = ClientMessageSchema.safeParse(raw);
+    if (parsed.success) next.message = parsed.data;
+    return next.message;
+  }
+
+  private handle(next: Pending): void {
+    const { line } = next;
     if (!line.ok) {
       if (line.code === ErrorCode.LINE_TOO_LONG) {
-        this.refuse({ code: line.code, message: 'line is longer than 1 MiB; closing the connection' });
+        this.refuseAll({ code: line.code, message: 'line is longer than 1 MiB; closing the connection' });
       } else if (this.plainClient) {
         this.plainReplies.push({ text: 'error: line is not valid UTF-8' });
         this.flushPlain();
@@ -196,13 +320,41 @@ export class Connection implements TaskOwner {
     }
     const text = line.text.trim();
     if (text === '') return;
-    if (text.startsWith('{')) this.onJson(text);
-    else this.onPlain(text);
+    if (!text.startsWith('{')) {
+      this.onPlain(text);
+      return;
+    }
+    if (next.message !== undefined) this.onMessage(next.message, next.chars);
+    else this.onBadJson(text);
+  }
+
+  /** A JSON line that is not a valid request: say why, by the first rule it breaks. */
+  private onBadJson(text: string): void {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch (error) {
+      if (!this.authenticated) this.unauthorized('not a hello');
+      else this.send({ type: 'error', code: ErrorCode.BAD_JSON, message: `not valid JSON: ${(error as Error).message}` });
+      return;
+    }
+    if (!this.authenticated) {
+      this.unauthorized('not a hello');
+      return;
+    }
+    const parsed = ClientMessageSchema.safeParse(raw);
+    const id = idOf(raw);
+    this.send({
+      type: 'error',
+      code: ErrorCode.BAD_MESSAGE,
+      message: parsed.success ? 'not a valid request' : describeIssues(parsed.error.issues),
+      ...(id === undefined ? {} : { id }),
+    });
   }
 
   private onPlain(text: string): void {
     if (!this.authenticated) {
-      this.unauthorized();
+      this.unauthorized('not a hello');
       return;
     }
     this.plainClient = true;
@@ -219,33 +371,9 @@ export class Connection implements TaskOwner {
     this.context.submit(task);
   }
 
-  private onJson(text: string): void {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(text);
-    } catch (error) {
-      if (!this.authenticated) this.unauthorized();
-      else this.send({ type: 'error', code: ErrorCode.BAD_JSON, message: `not valid JSON: ${(error as Error).message}` });
-      return;
-    }
-    const parsed = ClientMessageSchema.safeParse(raw);
-    if (!parsed.success && !this.authenticated) {
-      this.unauthorized();
-      return;
-    }
-    if (!parsed.success) {
-      const id = idOf(raw);
-      this.send({
-        type: 'error',
-        code: ErrorCode.BAD_MESSAGE,
-        message: describeIssues(parsed.error.issues),
-        ...(id === undefined ? {} : { id }),
-      });
-      return;
-    }
-    const message = parsed.data;
+  private onMessage(message: ClientMessage, chars: number): void {
     if (!this.authenticated && message.type !== 'hello') {
-      this.unauthorized();
+      this.unauthorized('not a hello');
       return;
     }
     switch (message.type) {
@@ -253,21 +381,10 @@ export class Connection implements TaskOwner {
         this.onHello(message.token);
         return;
       case 'submit':
-        this.onSubmit(message, text.length);
+        this.onSubmit(message, chars);
         return;
       case 'results':
-        this.queries += 1;
-        this.context
-          .results(message)
-          // send() throws for a reply too long to be one string; that must not reach the process.
-          .then((rows) => this.send({ type: 'results', rows }))
-          .catch((error: unknown) =>
-            this.send({ type: 'error', code: ErrorCode.INTERNAL, message: `could not read results: ${String(error)}` }),
-          )
-          .finally(() => {
-            this.queries -= 1;
-            this.endIfAnswered();
-          });
+        this.onResults(message);
         return;
       case 'stats':
         this.send(this.context.stats());
@@ -279,21 +396,67 @@ export class Connection implements TaskOwner {
     }
   }
 
-  /** Anything but a `hello` with the token, first, closes the connection. */
-  private unauthorized(): void {
-    this.refuse({ code: ErrorCode.UNAUTHORIZED, message: 'send {"type":"hello","token":...} first' });
+  private onResults(query: ResultsQuery): void {
+    const { workers } = this.context;
+    if (query.worker !== undefined && query.worker > workers) {
+      this.send({
+        type: 'error',
+        code: ErrorCode.BAD_MESSAGE,
+        message: `worker must be at most ${workers}: the cluster has ${workers} worker${workers === 1 ? '' : 's'}`,
+      });
+      return;
+    }
+    this.querying = true;
+    this.context
+      .results(query)
+      // send() throws for a reply too long to be one string; that must not reach the process.
+      .then((rows) => this.send({ type: 'results', rows }))
+      .catch((error: unknown) =>
+        this.send({ type: 'error', code: ErrorCode.INTERNAL, message: `could not read results: ${String(error)}` }),
+      )
+      .finally(() => {
+        this.querying = false;
+        this.work();
+      });
+  }
+
+  /** Anything but a `hello` with the token, first, closes the connection (after a delay). */
+  private unauthorized(why: string): void {
+    const address = this.socket.remoteAddress ?? 'unknown';
+    const delay = this.context.authFailed(address, why);
+    const refusal: ErrorData = {
+      code: ErrorCode.UNAUTHORIZED,
+      message: why === 'not a hello' ? 'send {"type":"hello","token":...} first' : 'wrong or missing token',
+    };
+    // Read and answer nothing more meanwhile; the answer and the close come after the delay.
+    this.refused = true;
+    this.ended = true;
+    this.answerLater = true;
+    this.updateFlow();
+    setTimeout(() => {
+      this.answerLater = false;
+      this.refuseAll(refusal);
+    }, delay).unref();
   }
 
   private onHello(token: string | undefined): void {
     if (!this.authenticated) {
       const expected = this.context.token as string;
       if (token === undefined || !sameSecret(token, expected)) {
-        this.refuse({ code: ErrorCode.UNAUTHORIZED, message: 'wrong or missing token' });
+        this.unauthorized(token === undefined ? 'no token' : 'wrong token');
         return;
       }
       this.authenticated = true;
+      this.context.authSucceeded(this.socket.remoteAddress ?? 'unknown');
     }
-    this.send({ type: 'hello', server: 'ronda', protocol: PROTOCOL_VERSION, kinds: [...this.context.kinds()] });
+    const schemas = this.context.schemas();
+    this.send({
+      type: 'hello',
+      server: 'ronda',
+      protocol: PROTOCOL_VERSION,
+      kinds: [...this.context.kinds()],
+      ...(Object.keys(schemas).length === 0 ? {} : { schemas: { ...schemas } }),
+    });
   }
 
   private onSubmit(message: Submit, chars: number): void {
@@ -303,11 +466,16 @@ export class Connection implements TaskOwner {
       return;
     }
     const timeoutMs = message.timeoutMs ?? this.context.defaultTimeoutMs;
-    if (timeoutMs > this.context.maxTimeoutMs) {
+    const { minTimeoutMs, maxTimeoutMs } = this.context;
+    if (timeoutMs > maxTimeoutMs || timeoutMs < minTimeoutMs) {
+      const rule =
+        timeoutMs > maxTimeoutMs
+          ? `at most ${maxTimeoutMs} (the server's --max-task-timeout-ms)`
+          : `at least ${minTimeoutMs} (the server's --min-task-timeout-ms)`;
       this.send({
         type: 'error',
         code: ErrorCode.BAD_MESSAGE,
-        message: `timeoutMs must be at most ${this.context.maxTimeoutMs}`,
+        message: `timeoutMs must be ${rule}`,
         ...(id === undefined ? {} : { id }),
       });
       return;
@@ -337,7 +505,6 @@ export class Connection implements TaskOwner {
   private accept(clientId: string | undefined, kind: string, payload: unknown, timeoutMs: number, chars: number): Task {
     this.pending += 1;
     this.pendingChars += chars;
-    this.updateFlow();
     return {
       chars,
       taskId: this.context.nextTaskId(),
@@ -347,14 +514,53 @@ export class Connection implements TaskOwner {
       timeoutMs,
       owner: this,
       acceptedAt: performance.now(),
-      deadline: Number.POSITIVE_INFINITY,
+      ordinal: -1,
+      startedAt: undefined,
       deaths: 0,
       redelivered: false,
       failWith: undefined,
+      storeFailures: 0,
     };
   }
 
+  // ---- idleness --------------------------------------------------------------------------------
+
+  /**
+   * Closes a connection that has sent no complete line for --idle-timeout-ms with nothing owed to
+   * it (a client sending one byte at a time counts as idle), and one that has read none of its
+   * replies for as long (their memory is freed; its tasks still run and are stored).
+   */
+  private armIdleTimer(ms: number): void {
+    if (this.context.idleTimeoutMs === 0 || this.closed) return;
+    this.idleTimer = setTimeout(() => this.checkIdle(), ms);
+    this.idleTimer.unref();
+  }
+
+  private checkIdle(): void {
+    this.idleTimer = undefined;
+    if (this.closed) return;
+    const limit = this.context.idleTimeoutMs;
+    const now = performance.now();
+    if (this.blockedSince !== undefined && now - this.blockedSince >= limit) {
+      this.socket.destroy();
+      return;
+    }
+    const busy = this.pending > 0 || this.querying || this.backlogHead < this.backlog.length;
+    const idleFor = now - this.lastLineAt;
+    if (!busy && !this.ended && idleFor >= limit) {
+      this.refuse({ code: ErrorCode.IDLE_TIMEOUT, message: `idle for ${limit} ms; closing` });
+      return;
+    }
+    const untilIdle = busy ? limit : limit - idleFor;
+    const untilStalled = this.blockedSince === undefined ? limit : limit - (now - this.blockedSince);
+    this.armIdleTimer(Math.max(1, Math.min(untilIdle, untilStalled)));
+  }
+
   // ---- writing and closing ---------------------------------------------------------------------
+
+  private owedChars(): number {
+    return this.out.length + this.socket.writableLength;
+  }
 
   private send(reply: Reply): void {
     this.write(`${JSON.stringify(reply)}\n`);
@@ -381,14 +587,26 @@ export class Connection implements TaskOwner {
     const text = this.out;
     this.out = '';
     if (this.closed || text === '') return;
-    if (!this.socket.write(text)) this.writeBlocked = true;
+    if (!this.socket.write(text) && !this.writeBlocked) {
+      this.writeBlocked = true;
+      this.blockedSince = performance.now();
+    }
     this.updateFlow();
     this.endIfAnswered();
   }
 
   /** Ends a finished connection once nothing more is owed to it. */
   private endIfAnswered(): void {
-    if (this.ended && this.pending === 0 && this.queries === 0 && this.out === '') this.socket.end();
+    if (
+      this.ended &&
+      !this.answerLater &&
+      this.pending === 0 &&
+      !this.querying &&
+      this.out === '' &&
+      (this.refused || this.backlogHead === this.backlog.length)
+    ) {
+      this.socket.end();
+    }
   }
 
   /** Reads no more lines; ends the socket once every accepted task has been answered. */
@@ -399,13 +617,19 @@ export class Connection implements TaskOwner {
     this.endIfAnswered();
   }
 
+  /** Sends an error, handles no later line, and closes once the accepted tasks are answered. */
+  private refuseAll(error: ErrorData): void {
+    this.refused = true;
+    this.refuse(error);
+  }
+
   private updateFlow(): void {
     const read =
       !this.ended &&
       !this.writeBlocked &&
-      !this.globalPause &&
-      this.pending < MAX_PENDING_PER_CONNECTION &&
-      this.pendingChars < MAX_PENDING_CHARS_PER_CONNECTION;
+      this.backlogHead === this.backlog.length &&
+      this.hasRoomForTask(0) &&
+      this.owedChars() < MAX_OWED_REPLY_CHARS;
     if (read === this.reading) return;
     this.reading = read;
     if (read) this.socket.resume();
@@ -416,9 +640,27 @@ export class Connection implements TaskOwner {
     this.closed = true;
     this.ended = true;
     this.clearPlainTimer();
+    if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
+    this.backlog = [];
+    this.backlogHead = 0;
     // Tasks still running finish and are stored; their replies have nowhere to go.
     this.context.closed(this);
   }
+}
+
+/** What a plain-text line asks for, for the budgets: a task. Never kept on the line or handled. */
+const PLAIN_SUBMIT: ClientMessage = { type: 'submit', kind: 'text', payload: '' };
+
+/**
+ * A `done` reply, written by hand around the stored result text so that it is neither parsed nor
+ * encoded again: the same text as in the row (a string stored as it is becomes a JSON string).
+ */
+function doneLine(id: string, task: Task, outcome: Extract<Outcome, { status: 'done' }>, ms: number): string {
+  const result = outcome.json ? outcome.result : JSON.stringify(outcome.result);
+  return (
+    `{"type":"done","id":${JSON.stringify(id)},"taskId":${JSON.stringify(task.taskId)},` +
+    `"kind":"${task.kind}","worker":${outcome.worker},"result":${result},"ms":${ms}}\n`
+  );
 }
 
 function failedReply(id: string, task: Task, error: ErrorData, worker: number | undefined, ms: number): Reply {
@@ -427,8 +669,9 @@ function failedReply(id: string, task: Task, error: ErrorData, worker: number | 
     : { type: 'failed', id, taskId: task.taskId, kind: task.kind, worker, error, ms };
 }
 
-function plainResult(result: unknown): string {
-  return typeof result === 'string' ? result : JSON.stringify(result);
+/** A plain-text client's answer: a string result as it is, anything else as its JSON. */
+function plainResult(outcome: Extract<Outcome, { status: 'done' }>): string {
+  return outcome.result;
 }
 
 /**

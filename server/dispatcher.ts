@@ -1,13 +1,22 @@
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../shared/logger';
 import type { WorkerStats } from '../shared/protocol';
+import { findStoredIn } from '../shared/results-db';
+import type { DispatchMode } from '../shared/config';
 import { RoundRobin } from './round-robin';
 import { StandbyPool } from './standby-pool';
 import type { Outcome, Task } from './task';
 import { WorkerSlot, type SlotEvents } from './worker-slot';
 
-/** How often in-flight tasks are checked against their deadlines. */
+/** How often running tasks are checked against their time limits. */
 export const TIMEOUT_SWEEP_MS = 50;
+/**
+ * A sweep this late means the primary itself was stopped or starved (SIGSTOP, a swapped-out
+ * machine): the workers' outcomes and reports are then still unread in the pipes, and deadlines
+ * judged now would kill healthy workers. Sweeps wait STALL_GRACE_MS, for the reading to catch up.
+ */
+export const STALLED_SWEEP_MS = 500;
+export const STALL_GRACE_MS = 1_000;
 /** Characters of payload the queue may hold before clients are no longer read from. */
 export const MAX_QUEUED_CHARS = 64 * 1024 * 1024;
 
@@ -16,8 +25,13 @@ export interface DispatcherOptions {
   script: string;
   /** Arguments for the worker of a slot. */
   args: (slot: number) => string[];
+  /** The result file of a slot, which the primary reads when a slot has no worker to ask. */
+  file: (slot: number) => string;
   /** Extra arguments of a standby worker, which learns its slot's when it takes one. */
   standbyArgs?: readonly string[];
+  /** Environment of the worker processes. */
+  env?: NodeJS.ProcessEnv;
+  dispatch: DispatchMode;
   maxInflightPerWorker: number;
   maxQueue: number;
   maxAttempts: number;
@@ -29,17 +43,19 @@ export interface DispatcherOptions {
 }
 
 /**
- * Hands accepted tasks to worker slots round-robin, queues them (boundedly) when every worker is
- * full, and passes each outcome to the task's owner. Knows which tasks every slot holds, so a
- * worker's death never loses one: see WorkerSlot.
+ * Hands accepted tasks to worker slots (round-robin, or least-loaded), queues them (boundedly)
+ * while the next slot is full, and passes each outcome to the task's owner. Knows which tasks
+ * every slot holds, so a worker's death never loses one: see WorkerSlot.
  */
 export class Dispatcher implements SlotEvents {
   readonly slots: readonly WorkerSlot[];
   /** Task kinds the workers run, as the first ready worker reported them. */
   kinds: ReadonlySet<string> = new Set();
+  /** Their payloads' JSON Schemas, as the same worker reported them. */
+  schemas: Readonly<Record<string, unknown>> = {};
   accepted = 0;
 
-  private readonly roundRobin: RoundRobin<WorkerSlot>;
+  private readonly ring: RoundRobin<WorkerSlot>;
   private queue: Task[] = [];
   /** A worker process forked ahead of need, so that a dead worker's replacement is ready sooner. */
   private readonly standbys: StandbyPool;
@@ -47,16 +63,17 @@ export class Dispatcher implements SlotEvents {
   /** Characters of payload waiting in the queue: a count of tasks alone does not bound memory. */
   private queuedChars = 0;
   private sweepTimer: NodeJS.Timeout | undefined;
+  private lastSweepAt = 0;
+  private sweepsPausedUntil = 0;
   private idleWaiters: (() => void)[] = [];
 
   constructor(private readonly options: DispatcherOptions) {
-    this.standbys = new StandbyPool(options.script, options.standbyArgs ?? [], options.logger);
+    this.standbys = new StandbyPool(options.script, options.standbyArgs ?? [], options.logger, options.env);
     this.slots = Array.from(
       { length: options.workers },
       (_, index) =>
         new WorkerSlot({
           slot: index + 1,
-          script: options.script,
           args: options.args(index + 1),
           maxInflight: options.maxInflightPerWorker,
           maxAttempts: options.maxAttempts,
@@ -64,13 +81,16 @@ export class Dispatcher implements SlotEvents {
           logger: options.logger,
           events: this,
           spawn: (args) => this.standbys.fork(args),
+          endGroup,
+          findStored: (taskIds) => findStoredIn(options.file(index + 1), taskIds),
         }),
     );
-    this.roundRobin = new RoundRobin(this.slots);
+    this.ring = new RoundRobin(this.slots, options.dispatch);
   }
 
   /** Starts every worker; resolves when all are ready, rejects if one dies first. */
   async start(): Promise<void> {
+    this.lastSweepAt = performance.now();
     this.sweepTimer = setInterval(() => this.sweep(), TIMEOUT_SWEEP_MS).unref();
     await Promise.all(this.slots.map((slot) => slot.start()));
     this.standbys.start();
@@ -95,7 +115,7 @@ export class Dispatcher implements SlotEvents {
   submit(task: Task): void {
     this.accepted += 1;
     if (this.queue.length === 0) {
-      const slot = this.roundRobin.next(canTake);
+      const slot = this.ring.next();
       if (slot !== undefined) {
         this.handTo(slot, task);
         return;
@@ -134,8 +154,10 @@ export class Dispatcher implements SlotEvents {
 
   // ---- SlotEvents ------------------------------------------------------------------------------
 
-  ready(_slot: WorkerSlot, kinds: readonly string[]): void {
-    if (this.kinds.size === 0) this.kinds = new Set(kinds);
+  ready(_slot: WorkerSlot, kinds: readonly string[], schemas: Readonly<Record<string, unknown>>): void {
+    if (this.kinds.size > 0) return;
+    this.kinds = new Set(kinds);
+    this.schemas = schemas;
   }
 
   settled(slot: WorkerSlot, settled: readonly [Task, Outcome][]): void {
@@ -144,8 +166,8 @@ export class Dispatcher implements SlotEvents {
     for (const [task, outcome] of settled) {
       logger.task(slot.slot, () =>
         outcome.status === 'done'
-          ? `done ${task.clientId ?? task.taskId} (${task.kind}) in ${(now - task.acceptedAt).toFixed(2)} ms`
-          : `failed ${task.clientId ?? task.taskId} (${task.kind}): ${outcome.error.code}`,
+          ? `done ${task.owner.label}/${task.clientId ?? task.taskId} (${task.kind}) in ${(now - task.acceptedAt).toFixed(2)} ms`
+          : `failed ${task.owner.label}/${task.clientId ?? task.taskId} (${task.kind}): ${outcome.error.code}`,
       );
       task.owner.settle(task, outcome);
     }
@@ -158,7 +180,7 @@ export class Dispatcher implements SlotEvents {
     this.drain();
   }
 
-  capacity(): void {
+  changed(): void {
     this.drain();
   }
 
@@ -166,12 +188,12 @@ export class Dispatcher implements SlotEvents {
 
   private handTo(slot: WorkerSlot, task: Task): void {
     slot.assign(task);
-    this.options.logger.task(slot.slot, () => `dispatched ${task.clientId ?? task.taskId} (${task.kind})`);
+    this.options.logger.task(slot.slot, () => `dispatched ${task.owner.label}/${task.clientId ?? task.taskId} (${task.kind})`);
   }
 
   private drain(): void {
     while (this.queue.length > 0) {
-      const slot = this.roundRobin.next(canTake);
+      const slot = this.ring.next();
       if (slot === undefined) break;
       const task = this.queue.shift() as Task;
       this.queuedChars -= task.chars;
@@ -192,11 +214,25 @@ export class Dispatcher implements SlotEvents {
 
   private sweep(): void {
     const now = performance.now();
+    const sinceLast = now - this.lastSweepAt;
+    this.lastSweepAt = now;
+    if (sinceLast > STALLED_SWEEP_MS) {
+      this.sweepsPausedUntil = now + STALL_GRACE_MS;
+      this.options.logger.warn('primary', `the primary was stalled for ${Math.round(sinceLast)} ms; time limits are checked again in ${STALL_GRACE_MS} ms`);
+    }
+    if (now < this.sweepsPausedUntil) return;
     for (const slot of this.slots) slot.sweepTimeouts(now);
   }
 }
 
-function canTake(slot: WorkerSlot): boolean {
-  return slot.canTake();
+/**
+ * SIGKILL to what is left of a dead worker's process group: the processes its handlers started.
+ * Workers are forked as group leaders (`detached`); a worker that leads no group has none to end.
+ */
+function endGroup(pid: number): void {
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // ESRCH: nothing is left of it.
+  }
 }
-

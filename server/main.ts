@@ -2,6 +2,7 @@
  * The primary's entry point: `npm start -- [options]`. Reads the configuration, starts the
  * cluster, and turns Ctrl-C / SIGTERM into an orderly shutdown (a second one forces it).
  */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { loadServerConfig, SERVER_USAGE } from '../shared/config';
 import { Logger } from '../shared/logger';
@@ -9,18 +10,46 @@ import { Primary } from './primary';
 
 const WORKER_SCRIPT = path.join(__dirname, '..', 'worker', 'main.js');
 
+/**
+ * The folder that holds Ronda's own packages (zod among them), added to the workers' NODE_PATH:
+ * a handlers module kept outside the project can then `require('zod')` like one inside it.
+ */
+function packagesFolder(): string | undefined {
+  let folder = path.dirname(require.resolve('zod'));
+  while (path.basename(folder) !== 'node_modules') {
+    const parent = path.dirname(folder);
+    if (parent === folder) return undefined;
+    folder = parent;
+  }
+  return folder;
+}
+
+function workerEnvironment(): NodeJS.ProcessEnv {
+  const packages = packagesFolder();
+  if (packages === undefined) return process.env;
+  const paths = [process.env.NODE_PATH, packages].filter((entry) => entry !== undefined && entry !== '');
+  return { ...process.env, NODE_PATH: paths.join(path.delimiter) };
+}
+
 async function main(): Promise<void> {
   const loaded = loadServerConfig(process.argv.slice(2), process.env);
   if (!loaded.ok) {
     process.stderr.write(`ronda: ${loaded.message}\n\n${SERVER_USAGE}\n`);
     process.exit(2);
   }
-  if (loaded.config.help) {
+  const { config, warnings } = loaded;
+  if (config.help) {
     process.stdout.write(`${SERVER_USAGE}\n`);
     return;
   }
-  const logger = new Logger({ quiet: loaded.config.quiet });
-  const primary = new Primary(loaded.config, logger, WORKER_SCRIPT);
+  if (config.handlers !== undefined && !existsSync(path.resolve(config.handlers))) {
+    process.stderr.write(`ronda: --handlers ${config.handlers}: no such file (${path.resolve(config.handlers)})\n`);
+    process.exit(2);
+  }
+  process.title = 'ronda primary';
+  const logger = new Logger({ quiet: config.quiet });
+  for (const warning of warnings) logger.warn('primary', warning);
+  const primary = new Primary(config, logger, WORKER_SCRIPT, workerEnvironment());
 
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals): void => {

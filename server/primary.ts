@@ -1,34 +1,52 @@
 import { mkdir } from 'node:fs/promises';
 import net, { type AddressInfo } from 'node:net';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { ServerConfig } from '../shared/config';
 import { ErrorCode } from '../shared/errors';
 import type { Logger } from '../shared/logger';
-import { readResults, databaseFile } from '../shared/results-db';
+import type { ResultRow, ResultsQuery } from '../shared/protocol';
+import { databaseFile, readResults } from '../shared/results-db';
+import { AuthGuard } from './auth-guard';
 import { Connection, SHUTTING_DOWN, type ConnectionContext } from './connection';
+import { DataDirLock } from './data-dir-lock';
 import { Dispatcher } from './dispatcher';
 import { taskIdGenerator } from './task';
 
 /** After the drain, how long clients get to read their last replies before sockets are cut. */
 const SOCKET_LINGER_MS = 500;
+/** After the shutdown deadline, how long workers get to close their files before they are killed. */
+const STOP_AFTER_DEADLINE_MS = 500;
+/**
+ * `results` queries read at once across all connections. Each holds up to a reply's worth of text
+ * (see MAX_RESULTS_REPLY_BYTES) while it runs; the rest wait their turn.
+ */
+const CONCURRENT_RESULTS_QUERIES = 2;
 
 /**
- * The primary process: forks and supervises the workers, listens for clients, and shuts the whole
- * cluster down in order (stop accepting, drain with a deadline, close the workers' databases).
+ * The primary process: takes the data directory, listens, forks and supervises the workers, and
+ * shuts the whole cluster down in order (stop accepting, drain with a deadline, close the workers'
+ * databases).
  */
 export class Primary {
   private readonly dispatcher: Dispatcher;
   private readonly server: net.Server;
   private readonly connections = new Set<Connection>();
+  /** Sockets accepted while the workers start, handled once they are ready. */
+  private early: net.Socket[] | undefined = [];
   private readonly startedAt = performance.now();
   private accepting = true;
   private closing: Promise<void> | undefined;
+  private lock: DataDirLock | undefined;
   private readonly context: ConnectionContext;
+  private connectionSerial = 0;
+  private readonly queries = new Limiter(CONCURRENT_RESULTS_QUERIES);
 
   constructor(
     private readonly config: ServerConfig,
     private readonly logger: Logger,
     workerScript: string,
+    workerEnv?: NodeJS.ProcessEnv,
   ) {
     this.dispatcher = new Dispatcher({
       workers: config.workers,
@@ -38,10 +56,13 @@ export class Primary {
         String(slot),
         '--db',
         databaseFile(config.dataDir, slot),
-        ...(config.handlers === undefined ? [] : ['--handlers', config.handlers]),
+        ...(config.handlers === undefined ? [] : ['--handlers', path.resolve(config.handlers)]),
       ],
+      file: (slot) => databaseFile(config.dataDir, slot),
       // Only for `ps`: which cluster a standby worker belongs to before it is given a slot.
       standbyArgs: ['--data-dir', config.dataDir],
+      ...(workerEnv === undefined ? {} : { env: workerEnv }),
+      dispatch: config.dispatch,
       maxInflightPerWorker: config.maxInflightPerWorker,
       maxQueue: config.maxQueue,
       maxAttempts: config.maxAttempts,
@@ -58,16 +79,20 @@ export class Primary {
       },
     });
     const nextTaskId = taskIdGenerator();
+    const auth = new AuthGuard(logger);
     this.context = {
       token: config.token,
       defaultTimeoutMs: config.taskTimeoutMs,
+      minTimeoutMs: config.minTaskTimeoutMs,
       maxTimeoutMs: config.maxTaskTimeoutMs,
       idleTimeoutMs: config.idleTimeoutMs,
+      workers: config.workers,
       kinds: () => this.dispatcher.kinds,
+      schemas: () => this.dispatcher.schemas,
       accepting: () => this.accepting,
       nextTaskId,
       submit: (task) => this.dispatcher.submit(task),
-      results: (query) => readResults(config.dataDir, query),
+      results: (query) => this.queries.run(() => this.readResults(query)),
       stats: () => ({
         type: 'stats',
         workers: this.dispatcher.stats(),
@@ -76,32 +101,51 @@ export class Primary {
         accepted: this.dispatcher.accepted,
         uptimeMs: Math.round(performance.now() - this.startedAt),
       }),
+      authFailed: (address, why) => auth.failed(address, why),
+      authSucceeded: (address) => auth.succeeded(address),
       closed: (connection) => {
         this.connections.delete(connection);
-        logger.task('primary', () => `client ${connection.socket.remoteAddress}:${connection.socket.remotePort} disconnected`);
+        // Said whenever its connect line was (those are sampled under a flood of connections).
+        if (connection.logged) {
+          logger.info('primary', `client ${connection.label} ${connection.address} disconnected`);
+        }
       },
     };
     this.server = net.createServer({ allowHalfOpen: true }, (socket) => this.onConnection(socket));
   }
 
-  /** Starts every worker, then listens; resolves with the address it listens on. */
+  /**
+   * Takes the data directory, listens, then starts every worker; resolves with the address once
+   * it serves. Nothing is forked before the directory and the port are this cluster's, so a second
+   * cluster on either fails at once and touches no file.
+   */
   async start(): Promise<AddressInfo> {
     const { host, port, dataDir, workers } = this.config;
     await mkdir(dataDir, { recursive: true });
-    await this.dispatcher.start();
+    this.lock = await DataDirLock.acquire(dataDir);
     await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
+      const onError = (error: NodeJS.ErrnoException): void =>
+        reject(
+          error.code === 'EADDRINUSE'
+            ? new Error(`${host}:${port} is in use by another program (another Ronda?): stop it, or pick another --port`)
+            : error,
+        );
+      this.server.once('error', onError);
       this.server.listen(port, host, () => {
-        this.server.off('error', reject);
+        this.server.off('error', onError);
         resolve();
       });
     });
+    await this.dispatcher.start();
     const address = this.server.address() as AddressInfo;
     this.logger.info(
       'primary',
       `listening on ${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}` +
-        ` (${workers} workers, data in ${dataDir})`,
+        ` (${workers} workers, data in ${dataDir}, log times in UTC)`,
     );
+    const early = this.early ?? [];
+    this.early = undefined;
+    for (const socket of early) if (!socket.destroyed) this.onConnection(socket);
     return address;
   }
 
@@ -118,38 +162,56 @@ export class Primary {
   forceClose(): void {
     this.dispatcher.kill();
     for (const connection of this.connections) connection.destroy();
+    for (const socket of this.early ?? []) socket.destroy();
     this.server.close();
   }
 
+  private readResults(query: ResultsQuery): Promise<ResultRow[]> {
+    return readResults(this.config.dataDir, query);
+  }
+
+  /** `--shutdown-timeout-ms` bounds the drain; the workers then get STOP_AFTER_DEADLINE_MS at most. */
   private async shutdown(): Promise<void> {
     this.accepting = false;
+    const deadline = performance.now() + this.config.shutdownTimeoutMs;
     // Resolves once the listener is closed and the last connection is gone.
     const serverClosed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const socket of this.early ?? []) socket.destroy();
     const outstanding = this.dispatcher.outstanding;
     if (outstanding > 0) {
       this.logger.info('primary', `shutting down: waiting for ${outstanding} task(s)`);
     }
-    const deadline = new Promise<boolean>((resolve) =>
-      setTimeout(() => resolve(false), this.config.shutdownTimeoutMs).unref(),
-    );
-    const drained = await Promise.race([this.dispatcher.idle().then(() => true), deadline]);
+    let timer: NodeJS.Timeout | undefined;
+    const deadlinePassed = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), this.config.shutdownTimeoutMs);
+    });
+    const drained = await Promise.race([this.dispatcher.idle().then(() => true), deadlinePassed]);
+    clearTimeout(timer);
     if (!drained) {
       this.logger.warn('primary', `shutdown deadline passed with ${this.dispatcher.outstanding} task(s) unfinished`);
     }
     for (const connection of this.connections) {
       connection.refuse(SHUTTING_DOWN);
     }
-    await this.dispatcher.stop();
+    await this.dispatcher.stop(Math.max(STOP_AFTER_DEADLINE_MS, deadline - performance.now()));
     const linger = setTimeout(() => {
       for (const connection of this.connections) connection.destroy();
-    }, SOCKET_LINGER_MS).unref();
+    }, SOCKET_LINGER_MS);
     await serverClosed;
     clearTimeout(linger);
+    await this.lock?.release().catch(() => undefined);
     this.logger.flush();
     this.logger.info('primary', 'stopped; every database closed');
   }
 
   private onConnection(socket: net.Socket): void {
+    if (this.early !== undefined) {
+      // The workers are starting: the client waits, unread, until they are ready.
+      socket.pause();
+      socket.on('error', () => undefined);
+      this.early.push(socket);
+      return;
+    }
     if (!this.accepting || this.connections.size >= this.config.maxConnections) {
       const refusal = this.accepting
         ? {
@@ -165,9 +227,29 @@ export class Primary {
       setTimeout(() => socket.destroy(), SOCKET_LINGER_MS).unref();
       return;
     }
-    const connection = new Connection(socket, this.context);
+    this.connectionSerial += 1;
+    const connection = new Connection(socket, this.context, this.connectionSerial);
     this.connections.add(connection);
     if (this.dispatcher.saturated) connection.setGlobalPause(true);
-    this.logger.task('primary', () => `client ${socket.remoteAddress}:${socket.remotePort} connected`);
+    connection.logged = this.logger.task('primary', () => `client ${connection.label} ${connection.address} connected`);
+  }
+}
+
+/** Runs at most `limit` of the jobs given to it at once, the rest in order as those finish. */
+class Limiter {
+  private running = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(private readonly limit: number) {}
+
+  async run<T>(job: () => Promise<T>): Promise<T> {
+    if (this.running >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.running += 1;
+    try {
+      return await job();
+    } finally {
+      this.running -= 1;
+      this.waiting.shift()?.();
+    }
   }
 }

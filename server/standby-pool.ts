@@ -3,12 +3,19 @@ import type { Logger } from '../shared/logger';
 import { StandbyReadySchema } from '../shared/protocol';
 
 /**
- * How long after the cluster is ready, or after the standby is taken, a new standby is forked:
- * long enough for the activated one to open its database without competing for the CPU.
+ * How long after the cluster is ready, or after the standby is taken (or lost), a new standby is
+ * forked: long enough for the activated one to open its database without competing for the CPU.
  */
 export const STANDBY_REFILL_MS = 100;
 
-const FORK_OPTIONS: ForkOptions = { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] };
+/**
+ * How every worker process is forked: stdin closed, stdout and stderr shared, the IPC channel on
+ * fd 3 and the watchdog's side channel on fd 4 (see worker/watchdog.ts); each leads its own
+ * process group, so that what its handlers start can be ended with it.
+ */
+export function workerForkOptions(env: NodeJS.ProcessEnv | undefined): ForkOptions {
+  return { stdio: ['ignore', 'inherit', 'inherit', 'ipc', 'pipe'], detached: true, ...(env === undefined ? {} : { env }) };
+}
 
 /**
  * Keeps one worker process forked ahead of need: booting Node and loading zod and sqlite3 takes
@@ -25,12 +32,16 @@ export class StandbyPool {
   private closed = false;
   /** No standby before start(): it would compete with the first workers for the CPU. */
   private started = false;
+  private readonly forkOptions: ForkOptions;
 
   constructor(
     private readonly script: string,
     private readonly standbyArgs: readonly string[],
     private readonly logger: Logger,
-  ) {}
+    env?: NodeJS.ProcessEnv,
+  ) {
+    this.forkOptions = workerForkOptions(env);
+  }
 
   /** Forks the first standby after STANDBY_REFILL_MS (the workers are ready by then). */
   start(): void {
@@ -38,7 +49,10 @@ export class StandbyPool {
     this.scheduleRefill();
   }
 
-  /** A worker process started with `args`: the standby, told to become it, or a fresh fork. */
+  /**
+   * A worker process started with `args`: the standby, told to become it, or a fresh fork (which
+   * throws, or emits 'error' with no pid, if the process cannot be made).
+   */
   fork(args: readonly string[]): ChildProcess {
     const standby = this.standby;
     this.standby = undefined;
@@ -46,11 +60,12 @@ export class StandbyPool {
     if (standby !== undefined && standby.connected && standby.exitCode === null && standby.signalCode === null) {
       standby.removeAllListeners('message');
       standby.removeAllListeners('exit');
+      standby.removeAllListeners('error');
       // If this send fails the child is gone: its 'exit' reaches the slot like any worker's death.
       standby.send({ type: 'activate', args: [...args] }, () => undefined);
       return standby;
     }
-    return fork(this.script, args, FORK_OPTIONS);
+    return fork(this.script, args, this.forkOptions);
   }
 
   /** Stops the standby and forks no more; safe to call twice. */
@@ -69,18 +84,31 @@ export class StandbyPool {
     this.refillTimer = setTimeout(() => {
       this.refillTimer = undefined;
       if (this.closed || this.standby !== undefined || this.loading !== undefined) return;
-      const child = fork(this.script, ['--standby', ...this.standbyArgs], FORK_OPTIONS);
+      let child: ChildProcess;
+      try {
+        child = fork(this.script, ['--standby', ...this.standbyArgs], this.forkOptions);
+      } catch {
+        return; // no standby for now; the next taken slot tries again
+      }
       this.loading = child;
-      child.on('error', () => undefined); // a failed standby is just not used
+      child.on('error', () => {
+        // A fork that failed (no pid) emits no 'exit': let the next refill try again.
+        if (child.pid === undefined && this.loading === child) this.loading = undefined;
+      });
       child.on('message', (raw: unknown) => {
         if (this.loading !== child || !StandbyReadySchema.safeParse(raw).success) return;
         this.loading = undefined;
         this.standby = child;
         this.logger.info('primary', `standby worker pid ${child.pid} loaded, waiting to replace a worker`);
       });
-      child.once('exit', () => {
+      child.once('exit', (code, signal) => {
         if (this.loading === child) this.loading = undefined;
-        if (this.standby === child) this.standby = undefined;
+        if (this.standby !== child) return;
+        // Killed from outside while waiting: say so and fork another, or the next replacement
+        // would boot from nothing.
+        this.standby = undefined;
+        this.logger.warn('primary', `standby worker pid ${child.pid} exited (${signal ?? `code ${code}`}); forking another`);
+        this.scheduleRefill();
       });
     }, STANDBY_REFILL_MS);
     this.refillTimer.unref();

@@ -2,13 +2,19 @@ import { randomBytes } from 'node:crypto';
 import type { ErrorData } from '../shared/errors';
 import type { TaskSpec } from '../shared/protocol';
 
-/** How a task ended, as the primary tells its owner. */
+/**
+ * How a task ended, as the primary tells its owner. A `done` result is the text stored in its row
+ * (`json`: whether that text is JSON, or a string stored as it is), carried through untouched so
+ * that the reply is made from exactly what was stored.
+ */
 export type Outcome =
-  | { status: 'done'; result: unknown; worker: number }
+  | { status: 'done'; result: string; json: boolean; worker: number }
   | { status: 'failed'; error: ErrorData; worker: number | undefined };
 
 /** Whoever submitted a task and waits for its outcome: a client connection, or a test. */
 export interface TaskOwner {
+  /** Names the owner in log lines: a connection's `#12`. */
+  readonly label: string;
   settle(task: Task, outcome: Outcome): void;
 }
 
@@ -26,14 +32,21 @@ export interface Task {
   readonly owner: TaskOwner;
   /** performance.now() when accepted. */
   readonly acceptedAt: number;
-  /** performance.now() past which the task has timed out; set when it is handed to a worker. */
-  deadline: number;
+  /** Its place among the tasks sent to the worker that holds it (see OrdinalSchema); -1 before. */
+  ordinal: number;
+  /**
+   * performance.now() when it started running in its worker, once the worker has said so (it does
+   * for a task that runs a while); its time limit counts from then, not from when it was sent.
+   */
+  startedAt: number | undefined;
   /** How many workers died while holding it. */
   deaths: number;
   /** Whether an earlier worker of its slot may have stored it. */
   redelivered: boolean;
   /** Store this failure instead of running it again. */
   failWith: ErrorData | undefined;
+  /** How many times it ran but its outcome could not be stored (see the `unstored` outcome). */
+  storeFailures: number;
 }
 
 /** Makes task ids unique across restarts: a per-boot random prefix and a counter. */

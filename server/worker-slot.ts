@@ -1,24 +1,40 @@
-import { fork, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
-import { describeIssues, ErrorCode } from '../shared/errors';
+import type { Readable } from 'node:stream';
+import { describeIssues, ErrorCode, type ErrorData } from '../shared/errors';
+import { LineSplitter } from '../shared/framing';
 import type { Logger } from '../shared/logger';
-import { FromWorkerSchema, type TaskOutcome, type WorkerState, type WorkerStats } from '../shared/protocol';
+import {
+  FromWorkerSchema,
+  TaskOutcomeSchema,
+  WATCHDOG_FD,
+  WatchdogReportSchema,
+  type RunningTask,
+  type WorkerState,
+  type WorkerStats,
+} from '../shared/protocol';
+import { encodeValue, type StoredOutcome } from '../shared/results-db';
+import type { Availability } from './round-robin';
+import {
+  blamesTasks,
+  MAX_START_FAILURES,
+  reclaim,
+  respawnDelayMs,
+  youngDeathsAfter,
+  type Death,
+} from './slot-policy';
 import { toSpec, type Outcome, type Task } from './task';
 
-/** A worker that dies sooner than this after it was ready counts as dying young. */
-export const MIN_UPTIME_MS = 1_000;
-/** Delay before the second young death in a row is respawned; doubles after each, up to the max. */
-export const RESPAWN_BACKOFF_BASE_MS = 100;
-export const RESPAWN_BACKOFF_MAX_MS = 10_000;
 /** Characters of payload a worker may hold at once, whatever --max-inflight-per-worker allows. */
 export const MAX_INFLIGHT_CHARS_PER_WORKER = 16 * 1024 * 1024;
-/** How long a stopping worker has to exit after `shutdown` before it is killed. */
+/** How long a stopping worker has to exit after `shutdown` before it is killed, by default. */
 export const STOP_TIMEOUT_MS = 5_000;
+/** Longest line the watchdog side channel may carry; its reports are a few dozen bytes. */
+const MAX_WATCHDOG_LINE_BYTES = 1024;
 
 export interface SlotOptions {
   slot: number;
-  /** The compiled worker entry point and its arguments. */
-  script: string;
+  /** The worker's arguments. */
   args: readonly string[];
   maxInflight: number;
   maxAttempts: number;
@@ -29,19 +45,23 @@ export interface SlotOptions {
   readyTimeoutMs: number;
   logger: Logger;
   events: SlotEvents;
-  /** Starts a worker process with `args` (a standby, see StandbyPool); a plain fork when absent. */
-  spawn?: (args: readonly string[]) => ChildProcess;
+  /** Starts a worker process with `args`; may throw, or emit 'error' with no pid, if it cannot. */
+  spawn: (args: readonly string[]) => ChildProcess;
+  /** Ends what is left of a dead worker's process group (what its handlers started). */
+  endGroup: (pid: number) => void;
+  /** Reads the slot's file for tasks stored there, when there is no worker to ask. */
+  findStored: (taskIds: readonly string[]) => Promise<Map<string, StoredOutcome>>;
 }
 
 /** What a slot tells the dispatcher. */
 export interface SlotEvents {
-  ready(slot: WorkerSlot, kinds: readonly string[]): void;
+  ready(slot: WorkerSlot, kinds: readonly string[], schemas: Readonly<Record<string, unknown>>): void;
   /** Outcomes of tasks, once committed by the worker (or decided by the slot). */
   settled(slot: WorkerSlot, settled: readonly [Task, Outcome][]): void;
-  /** Tasks handed to this slot that never reached its worker; someone else may run them. */
+  /** Tasks this slot will not run after all (never sent, or never stored); any slot may. */
   returned(slot: WorkerSlot, tasks: readonly Task[]): void;
-  /** The slot can take more tasks. */
-  capacity(slot: WorkerSlot): void;
+  /** The slot can take more tasks, or has gone down or come back: the queue may move. */
+  changed(slot: WorkerSlot): void;
 }
 
 /**
@@ -51,6 +71,11 @@ export interface SlotEvents {
  * which looks each one up before running it again; those that have now killed `maxAttempts`
  * workers are stored as WORKER_LOST instead. Tasks that killed a worker once are run alone, so
  * that the next death is known to be theirs.
+ *
+ * Time limits count from when a task starts running: the worker reports a task that runs a
+ * while (an asynchronous one itself, a synchronous one through its watchdog thread, which can
+ * speak while the task blocks the worker), and the primary's sweep kills a worker holding a task
+ * past its limit.
  */
 export class WorkerSlot {
   readonly slot: number;
@@ -60,10 +85,14 @@ export class WorkerSlot {
   failed = 0;
 
   private child: ChildProcess | undefined;
+  /** Tasks sent to the current child so far: the next one's ordinal. */
+  private sentToChild = 0;
   private readyAt = 0;
   private everReady = false;
   private readonly inflight = new Map<string, Task>();
   private inflightChars = 0;
+  /** Tasks in flight whose worker has said they are running: the ones with a clock. */
+  private readonly running = new Set<Task>();
   private outbox: Task[] = [];
   private flushScheduled = false;
   /** Tasks to hand the next worker first, together. */
@@ -75,7 +104,15 @@ export class WorkerSlot {
   /** Ids of the tasks whose time limit made this slot kill its worker. */
   private readonly timedOut = new Set<string>();
   private killedByPrimary = false;
+  /** The worker cannot store what it runs (it said so): no new task goes to it. */
+  private failing = false;
+  /** What the current worker said when it gave up (a `fatal` message). */
+  private fatalReason: string | undefined;
   private youngDeaths = 0;
+  /** Workers in a row that died before they were ready, or could not be forked at all. */
+  private startFailures = 0;
+  /** Why the slot is not serving, or was not lately: shown in `stats` until a worker is ready. */
+  private problem: string | undefined;
   private respawnTimer: NodeJS.Timeout | undefined;
   private readyTimer: NodeJS.Timeout | undefined;
   /** Set when the ready timeout killed the worker, for the message of its death. */
@@ -109,21 +146,36 @@ export class WorkerSlot {
     });
   }
 
+  /**
+   * `open`: a new task may be handed over now. `full`: the worker serves but holds all it may;
+   * round-robin waits for it. `down`: no worker serves (starting, backing off, being killed,
+   * unable to store) or the slot is busy redelivering: round-robin passes it over.
+   */
+  availability(): Availability {
+    if (
+      this.state !== 'ready' ||
+      this.killedByPrimary ||
+      this.failing ||
+      this.redeliveries.length > 0 ||
+      this.suspects.length > 0 ||
+      this.isolated !== undefined
+    ) {
+      return 'down';
+    }
+    return this.inflight.size < this.options.maxInflight && this.inflightChars < MAX_INFLIGHT_CHARS_PER_WORKER
+      ? 'open'
+      : 'full';
+  }
+
   /** Whether a new task may be handed to this slot now. */
   canTake(): boolean {
-    return (
-      this.state === 'ready' &&
-      this.redeliveries.length === 0 &&
-      this.suspects.length === 0 &&
-      this.isolated === undefined &&
-      !this.killedByPrimary &&
-      this.inflight.size < this.options.maxInflight &&
-      this.inflightChars < MAX_INFLIGHT_CHARS_PER_WORKER
-    );
+    return this.availability() === 'open';
   }
 
   assign(task: Task): void {
-    task.deadline = performance.now() + task.timeoutMs;
+    // Its ordinal here is set when it is sent; one from another worker must not be matched meanwhile.
+    task.ordinal = -1;
+    task.startedAt = undefined;
     this.inflight.set(task.taskId, task);
     this.inflightChars += task.chars;
     this.outbox.push(task);
@@ -134,11 +186,11 @@ export class WorkerSlot {
     }
   }
 
-  /** Kills the worker if a task it holds is past its deadline; the exit handler does the rest. */
+  /** Kills the worker if a task it runs is past its time limit; the exit handler does the rest. */
   sweepTimeouts(now: number): void {
-    if (this.state !== 'ready' || this.killedByPrimary || this.child === undefined) return;
-    for (const task of this.inflight.values()) {
-      if (now > task.deadline) this.timedOut.add(task.taskId);
+    if (this.state !== 'ready' || this.killedByPrimary || this.child === undefined || this.running.size === 0) return;
+    for (const task of this.running) {
+      if (now - (task.startedAt as number) > task.timeoutMs) this.timedOut.add(task.taskId);
     }
     if (this.timedOut.size === 0) return;
     this.options.logger.warn(
@@ -147,10 +199,11 @@ export class WorkerSlot {
     );
     this.killedByPrimary = true;
     this.child.kill('SIGKILL');
+    this.options.events.changed(this);
   }
 
   stats(): WorkerStats {
-    return {
+    const stats: WorkerStats = {
       slot: this.slot,
       pid: this.pid,
       state: this.state,
@@ -160,6 +213,8 @@ export class WorkerSlot {
       restarts: this.restarts,
       uptimeMs: this.state === 'ready' ? Math.round(performance.now() - this.readyAt) : 0,
     };
+    if (this.problem !== undefined) stats.problem = this.problem;
+    return stats;
   }
 
   /**
@@ -182,6 +237,7 @@ export class WorkerSlot {
         clearTimeout(killTimer);
         resolve();
       };
+      if (!child.connected) return; // it is exiting already; its 'exit' resolves this
       child.send({ type: 'shutdown' }, (error) => {
         if (error !== null) child.kill('SIGKILL');
       });
@@ -194,14 +250,33 @@ export class WorkerSlot {
     this.child?.kill('SIGKILL');
   }
 
+  // ---- a worker's life ---------------------------------------------------------------------------
+
   private spawn(): void {
-    const { script, args, logger } = this.options;
+    const { args, logger, readyTimeoutMs } = this.options;
     this.state = 'starting';
     this.killedByPrimary = false;
-    const child = this.options.spawn?.(args) ?? fork(script, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    this.child = child;
+    this.failing = false;
+    this.fatalReason = undefined;
     this.notReadyIn = undefined;
-    const { readyTimeoutMs } = this.options;
+    let child: ChildProcess;
+    try {
+      child = this.options.spawn(args);
+    } catch (error) {
+      // fork() throws for some failures and reports others as an 'error' event: both are deaths
+      // of a worker that never started, retried with the same backoff.
+      this.child = undefined;
+      setImmediate(() => this.onStartFailure(`could not start a worker process: ${errorText(error)}`));
+      return;
+    }
+    this.child = child;
+    this.sentToChild = 0;
+    let ended = false;
+    const end = (code: number | null, signal: NodeJS.Signals | null, spawnError?: Error): void => {
+      if (ended) return;
+      ended = true;
+      this.onExit(child, code, signal, spawnError);
+    };
     this.readyTimer = setTimeout(() => {
       this.readyTimer = undefined;
       if (child !== this.child || this.state !== 'starting') return;
@@ -210,8 +285,35 @@ export class WorkerSlot {
       child.kill('SIGKILL');
     }, readyTimeoutMs);
     child.on('message', (raw: unknown) => this.receive(child, raw));
-    child.on('error', (error) => logger.error(this.slot, `worker error: ${error.message}`));
-    child.once('exit', (code, signal) => this.onExit(child, code, signal));
+    child.on('error', (error) => {
+      // With no pid, the process was never made (EMFILE, EAGAIN): no 'exit' will follow.
+      if (child.pid === undefined) end(null, null, error);
+      else logger.error(this.slot, `worker error: ${error.message}`);
+    });
+    child.once('exit', (code, signal) => end(code, signal));
+    this.listenToWatchdog(child);
+  }
+
+  /** The worker's watchdog thread reports synchronous tasks that run a while on stdio fd 4. */
+  private listenToWatchdog(child: ChildProcess): void {
+    const channel = child.stdio?.[WATCHDOG_FD] as Readable | null | undefined;
+    if (channel === null || channel === undefined) return;
+    const splitter = new LineSplitter(MAX_WATCHDOG_LINE_BYTES);
+    channel.on('error', () => undefined); // it closes with the worker; 'exit' says the rest
+    channel.on('data', (chunk: Buffer) => {
+      if (child !== this.child) return;
+      for (const line of splitter.push(chunk)) {
+        let report: unknown;
+        try {
+          report = line.ok ? JSON.parse(line.text) : undefined;
+        } catch {
+          report = undefined;
+        }
+        const parsed = WatchdogReportSchema.safeParse(report);
+        if (parsed.success) this.onRunning([parsed.data]);
+        else this.options.logger.error(this.slot, 'malformed report from the worker\'s watchdog thread');
+      }
+    });
   }
 
   private receive(child: ChildProcess, raw: unknown): void {
@@ -224,10 +326,20 @@ export class WorkerSlot {
     const message = parsed.data;
     switch (message.type) {
       case 'ready':
-        this.onReady(message.pid, message.kinds);
+        this.onReady(message.pid, message.kinds, message.schemas ?? {});
         return;
       case 'outcomes':
         this.onOutcomes(message.outcomes);
+        return;
+      case 'running':
+        this.onRunning(message.tasks);
+        return;
+      case 'fatal':
+        this.fatalReason = message.message;
+        if (!this.failing && this.state === 'ready') {
+          this.failing = true;
+          this.options.events.changed(this);
+        }
         return;
       default: {
         const unreachable: never = message;
@@ -236,47 +348,112 @@ export class WorkerSlot {
     }
   }
 
-  private onReady(pid: number, kinds: readonly string[]): void {
+  private onReady(pid: number, kinds: readonly string[], schemas: Readonly<Record<string, unknown>>): void {
     // Too late: a worker the ready timeout has killed may still have its `ready` in the pipe.
     if (this.state !== 'starting' || this.notReadyIn !== undefined) return;
     this.clearReadyTimer();
     this.state = 'ready';
     this.readyAt = performance.now();
     this.everReady = true;
+    this.startFailures = 0;
+    if (this.problem !== undefined) {
+      this.options.logger.info(this.slot, `serving again (it had: ${this.problem})`);
+      this.problem = undefined;
+    }
     this.options.logger.info(
       this.slot,
       this.restarts === 0 ? `ready, pid ${pid}` : `respawned, ready, pid ${pid} (restart ${this.restarts})`,
     );
     this.firstReady?.resolve();
     this.firstReady = undefined;
-    this.options.events.ready(this, kinds);
+    this.options.events.ready(this, kinds, schemas);
+    this.pump();
+    this.options.events.changed(this);
+  }
+
+  private onRunning(tasks: readonly RunningTask[]): void {
+    const now = performance.now();
+    for (const { ordinal, runningMs } of tasks) {
+      const task = this.findByOrdinal(ordinal);
+      if (task === undefined || task.startedAt !== undefined) continue;
+      task.startedAt = now - runningMs;
+      this.running.add(task);
+    }
+  }
+
+  /** Only for reports of tasks that run a while: a few per second at most, over what one worker holds. */
+  private findByOrdinal(ordinal: number): Task | undefined {
+    for (const task of this.inflight.values()) if (task.ordinal === ordinal) return task;
+    return undefined;
+  }
+
+  private onOutcomes(raws: readonly unknown[]): void {
+    const settled: [Task, Outcome][] = [];
+    const rerun: Task[] = [];
+    for (const raw of raws) {
+      // One by one: a malformed outcome costs its own task only (it then times out or is
+      // redelivered with its worker), never the rest of the batch.
+      const parsed = TaskOutcomeSchema.safeParse(raw);
+      if (!parsed.success) {
+        this.options.logger.error(this.slot, `malformed outcome from worker: ${describeIssues(parsed.error.issues)}`);
+        continue;
+      }
+      const outcome = parsed.data;
+      const task = this.inflight.get(outcome.taskId);
+      if (task === undefined) continue;
+      this.release(task);
+      switch (outcome.status) {
+        case 'done':
+          if (outcome.json && !isJson(outcome.result)) {
+            // Handler code runs in the worker and may have broken its JSON.stringify: a reply is
+            // spliced around this text, and must stay one valid line.
+            this.failed += 1;
+            const error = { code: ErrorCode.INTERNAL, message: 'the worker reported a result that is not JSON' };
+            settled.push([task, { status: 'failed', error, worker: this.slot }]);
+            break;
+          }
+          this.done += 1;
+          settled.push([task, { status: 'done', result: outcome.result, json: outcome.json, worker: this.slot }]);
+          break;
+        case 'failed':
+          this.failed += 1;
+          settled.push([task, { status: 'failed', error: outcome.error, worker: this.slot }]);
+          break;
+        case 'unstored':
+          // Nothing of it is in the file: it may run on any slot, a bounded number of times.
+          this.failing = true;
+          task.storeFailures += 1;
+          if (task.storeFailures >= this.options.maxAttempts) {
+            this.failed += 1;
+            settled.push([task, { status: 'failed', error: outcome.error, worker: this.slot }]);
+          } else {
+            task.redelivered = false;
+            rerun.push(task);
+          }
+          break;
+        default: {
+          const unreachable: never = outcome;
+          throw new Error(`unhandled outcome ${JSON.stringify(unreachable)}`);
+        }
+      }
+    }
+    if (settled.length > 0) this.options.events.settled(this, settled);
+    if (rerun.length > 0) this.options.events.returned(this, rerun);
     this.pump();
   }
 
-  private onOutcomes(outcomes: readonly TaskOutcome[]): void {
-    const settled: [Task, Outcome][] = [];
-    for (const outcome of outcomes) {
-      const task = this.inflight.get(outcome.taskId);
-      if (task === undefined) continue;
-      this.inflight.delete(outcome.taskId);
-      this.inflightChars -= task.chars;
-      this.timedOut.delete(outcome.taskId);
-      if (task === this.isolated) this.isolated = undefined;
-      if (outcome.status === 'done') {
-        this.done += 1;
-        settled.push([task, { status: 'done', result: outcome.result, worker: this.slot }]);
-      } else {
-        this.failed += 1;
-        settled.push([task, { status: 'failed', error: outcome.error, worker: this.slot }]);
-      }
-    }
-    this.options.events.settled(this, settled);
-    this.pump();
+  /** Forgets a task that has left the worker. */
+  private release(task: Task): void {
+    this.inflight.delete(task.taskId);
+    this.inflightChars -= task.chars;
+    this.running.delete(task);
+    this.timedOut.delete(task.taskId);
+    if (task === this.isolated) this.isolated = undefined;
   }
 
   /** Hands waiting redeliveries to a ready worker, then tells the dispatcher if there is room. */
   private pump(): void {
-    if (this.state !== 'ready') return;
+    if (this.state !== 'ready' || this.failing) return;
     const max = this.options.maxInflight;
     while (this.redeliveries.length > 0 && this.inflight.size < max) {
       this.assign(this.redeliveries.shift() as Task);
@@ -285,30 +462,75 @@ export class WorkerSlot {
       this.isolated = this.suspects.shift() as Task;
       this.assign(this.isolated);
     }
-    if (this.canTake()) this.options.events.capacity(this);
+    if (this.canTake()) this.options.events.changed(this);
   }
 
   private flush(): void {
     this.flushScheduled = false;
     const child = this.child;
     if (this.outbox.length === 0 || child === undefined || !child.connected) return;
-    const tasks = this.outbox.map(toSpec);
+    const first = this.sentToChild;
+    const tasks = this.outbox.map((task, index) => {
+      task.ordinal = first + index;
+      return toSpec(task);
+    });
+    this.sentToChild += tasks.length;
     this.outbox = [];
     // An error here means the child is gone; its exit handler redelivers what it held.
-    child.send({ type: 'tasks', tasks }, () => undefined);
+    child.send({ type: 'tasks', first, tasks }, () => undefined);
   }
 
-  private onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+  private onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null, spawnError?: Error): void {
     if (child !== this.child) return;
     this.child = undefined;
     this.clearReadyTimer();
+    if (child.pid !== undefined) this.options.endGroup(child.pid);
+    if (this.state === 'stopping' || this.state === 'stopped') {
+      this.state = 'stopped';
+      this.exited?.();
+      return;
+    }
     const how =
-      this.notReadyIn !== undefined
-        ? `killed: not ready within ${this.notReadyIn} ms`
-        : signal === null
-          ? `code ${code}`
-          : `signal ${signal}`;
+      spawnError !== undefined
+        ? `could not be started: ${spawnError.message}`
+        : this.fatalReason ??
+          (this.notReadyIn !== undefined
+            ? `killed: not ready within ${this.notReadyIn} ms`
+            : signal === null
+              ? `code ${code}`
+              : `signal ${signal}`);
+    if (this.state !== 'ready') {
+      this.onStartFailure(child.pid === undefined ? how : `worker pid ${child.pid} exited before it was ready (${how})`);
+      return;
+    }
 
+    const { logger } = this.options;
+    const death: Death = {
+      wasReady: true,
+      uptimeMs: performance.now() - this.readyAt,
+      killedForTimeLimit: this.killedByPrimary,
+      toldWhy: this.fatalReason !== undefined,
+    };
+    logger.warn(this.slot, `worker pid ${child.pid} died (${how}) holding ${this.inflight.size} task(s)`);
+    const returned = this.reclaimAll(blamesTasks(death));
+    const youngDeaths = youngDeathsAfter(this.youngDeaths, death);
+    if (death.toldWhy || youngDeaths > 1) this.problem = `worker pid ${child.pid} died (${how})`;
+    this.scheduleRespawn(youngDeaths);
+    // Only now, when this slot no longer looks ready, so that they are not handed straight back to
+    // it with no worker to send them to.
+    if (returned.length > 0) this.options.events.returned(this, returned);
+    this.options.events.changed(this);
+  }
+
+  /**
+   * A worker that never became ready: a failed fork, a `fatal` before `ready`, a death while
+   * starting, the ready timeout. Before the cluster has ever been ready this fails start(); later
+   * it counts as a young death, and after MAX_START_FAILURES in a row the slot stops holding its
+   * tasks for a worker that may not come.
+   */
+  private onStartFailure(reason: string): void {
+    this.child = undefined;
+    this.clearReadyTimer();
     if (this.state === 'stopping' || this.state === 'stopped') {
       this.state = 'stopped';
       this.exited?.();
@@ -316,72 +538,167 @@ export class WorkerSlot {
     }
     if (!this.everReady) {
       this.state = 'stopped';
-      this.firstReady?.reject(new Error(`worker ${this.slot} (pid ${child.pid}) exited (${how}) before it was ready`));
+      this.firstReady?.reject(new Error(`worker ${this.slot}: ${reason}`));
       this.firstReady = undefined;
       return;
     }
+    this.problem = reason;
+    this.startFailures += 1;
+    this.options.logger.warn(this.slot, `${reason}`);
+    // Tasks handed over while it was starting never reached it.
+    const returned = this.reclaimAll(false);
+    this.scheduleRespawn(youngDeathsAfter(this.youngDeaths, { wasReady: false, uptimeMs: 0, killedForTimeLimit: false, toldWhy: false }));
+    if (this.startFailures >= MAX_START_FAILURES && this.redeliveries.length + this.suspects.length > 0) {
+      void this.releaseHeld(reason);
+    }
+    if (returned.length > 0) this.options.events.returned(this, returned);
+    this.options.events.changed(this);
+  }
 
-    const { logger, events } = this.options;
-    const uptime = this.state === 'ready' ? performance.now() - this.readyAt : 0;
-    const byPrimary = this.killedByPrimary;
-    logger.warn(this.slot, `worker pid ${child.pid} died (${how}) holding ${this.inflight.size} task(s)`);
-
+  /**
+   * Decides what becomes of every task the dead worker held (see slot-policy's reclaim), and
+   * returns those that never reached it: they may run on any slot, except a redelivered one,
+   * which may be stored in this slot's file already, and only that file can tell.
+   */
+  private reclaimAll(blame: boolean): Task[] {
     const unsent = new Set(this.outbox);
     this.outbox = [];
     const held = [...this.inflight.values()].filter((task) => !unsent.has(task));
     this.inflight.clear();
     this.inflightChars = 0;
+    this.running.clear();
     this.isolated = undefined;
-    for (const task of held) this.reclaim(task, byPrimary);
+    for (const task of held) {
+      task.redelivered = true;
+      if (blame) task.deaths += 1;
+      this.place(task, this.timedOut.has(task.taskId));
+    }
     this.timedOut.clear();
-    // Tasks that never reached the dead worker may run on any slot, except a redelivered one: it
-    // may be stored in this slot's database already, and only that database can tell.
     const returned: Task[] = [];
     for (const task of unsent) {
       if (!task.redelivered) returned.push(task);
-      else if (task.failWith === undefined && task.deaths > 0) this.suspects.push(task);
-      else this.redeliveries.push(task);
+      else this.place(task, false);
     }
+    return returned;
+  }
 
-    this.youngDeaths = !byPrimary && uptime < MIN_UPTIME_MS ? this.youngDeaths + 1 : 0;
-    const delay =
-      this.youngDeaths <= 1 ? 0 : Math.min(RESPAWN_BACKOFF_BASE_MS * 2 ** (this.youngDeaths - 2), RESPAWN_BACKOFF_MAX_MS);
+  private place(task: Task, timedOut: boolean): void {
+    task.startedAt = undefined;
+    task.ordinal = -1;
+    const decision = reclaim({ deaths: task.deaths, timedOut }, this.options.maxAttempts);
+    switch (decision) {
+      case 'timeout':
+        task.failWith = { code: ErrorCode.TIMEOUT, message: `task ran past its time limit of ${task.timeoutMs} ms` };
+        this.redeliveries.push(task);
+        return;
+      case 'lost':
+        task.failWith ??= {
+          code: ErrorCode.WORKER_LOST,
+          message: `task was running when its worker died ${task.deaths} time${task.deaths === 1 ? '' : 's'}; not trying again`,
+        };
+        this.redeliveries.push(task);
+        return;
+      case 'suspect':
+        if (task.failWith === undefined) this.suspects.push(task);
+        else this.redeliveries.push(task);
+        return;
+      case 'redeliver':
+        this.redeliveries.push(task);
+        return;
+      default: {
+        const unreachable: never = decision;
+        throw new Error(`unhandled reclaim ${String(unreachable)}`);
+      }
+    }
+  }
+
+  private scheduleRespawn(youngDeaths: number): void {
+    this.youngDeaths = youngDeaths;
+    const delay = respawnDelayMs(youngDeaths);
     this.restarts += 1;
     if (delay === 0) {
       this.spawn();
-    } else {
-      logger.warn(this.slot, `worker keeps dying young (${this.youngDeaths} in a row); respawning in ${delay} ms`);
-      this.state = 'backoff';
-      this.respawnTimer = setTimeout(() => {
-        this.respawnTimer = undefined;
-        this.spawn();
-      }, delay);
+      return;
     }
-    // Only now, when this slot no longer looks ready, so that they are not handed straight back to
-    // it with no worker to send them to.
-    if (returned.length > 0) events.returned(this, returned);
+    this.options.logger.warn(this.slot, `worker keeps dying young (${youngDeaths} in a row); respawning in ${delay} ms`);
+    this.state = 'backoff';
+    this.respawnTimer = setTimeout(() => {
+      this.respawnTimer = undefined;
+      this.spawn();
+    }, delay);
+  }
+
+  /**
+   * The slot could not start a worker MAX_START_FAILURES times in a row: its held tasks stop
+   * waiting for one. The slot's file says which are stored (answered from their rows); the rest
+   * were never stored here, so another slot runs them, or a failure this slot was to store is
+   * answered without a row. If the file cannot be read either, they fail with WORKER_LOST.
+   */
+  private async releaseHeld(reason: string): Promise<void> {
+    const held = [...this.redeliveries, ...this.suspects];
+    this.redeliveries = [];
+    this.suspects = [];
+    let stored: Map<string, StoredOutcome> | undefined;
+    let readError: string | undefined;
+    try {
+      stored = await this.options.findStored(held.map((task) => task.taskId));
+    } catch (error) {
+      readError = errorText(error);
+    }
+    const settled: [Task, Outcome][] = [];
+    const returned: Task[] = [];
+    for (const task of held) {
+      const found = stored?.get(task.taskId);
+      if (found !== undefined) settled.push([task, storedOutcome(found, this.slot)]);
+      else if (stored === undefined) {
+        const error: ErrorData = {
+          code: ErrorCode.WORKER_LOST,
+          message: `worker ${this.slot} could not be started (${reason}) and its file could not be read (${readError}); the task may have been stored before`,
+        };
+        settled.push([task, { status: 'failed', error, worker: this.slot }]);
+      } else if (task.failWith !== undefined) {
+        settled.push([task, { status: 'failed', error: task.failWith, worker: this.slot }]);
+      } else {
+        task.redelivered = false;
+        returned.push(task);
+      }
+    }
+    this.options.logger.warn(
+      this.slot,
+      `no worker could be started ${MAX_START_FAILURES} times in a row: ${settled.length} held task(s) answered, ` +
+        `${returned.length} given to other workers`,
+    );
+    for (const [, outcome] of settled) {
+      if (outcome.status === 'done') this.done += 1;
+      else this.failed += 1;
+    }
+    if (settled.length > 0) this.options.events.settled(this, settled);
+    if (returned.length > 0) this.options.events.returned(this, returned);
   }
 
   private clearReadyTimer(): void {
     if (this.readyTimer !== undefined) clearTimeout(this.readyTimer);
     this.readyTimer = undefined;
   }
+}
 
-  /** Decides what becomes of a task the dead worker held: stored failure, or run again. */
-  private reclaim(task: Task, byPrimary: boolean): void {
-    task.redelivered = true;
-    if (this.timedOut.has(task.taskId)) {
-      task.failWith = { code: ErrorCode.TIMEOUT, message: `task ran past its time limit of ${task.timeoutMs} ms` };
-    } else if (!byPrimary) {
-      task.deaths += 1;
-      if (task.deaths >= this.options.maxAttempts) {
-        task.failWith = {
-          code: ErrorCode.WORKER_LOST,
-          message: `task was running when its worker died ${task.deaths} time${task.deaths === 1 ? '' : 's'}; not trying again`,
-        };
-      }
-    }
-    if (task.failWith === undefined && task.deaths > 0) this.suspects.push(task);
-    else this.redeliveries.push(task);
+function storedOutcome(found: StoredOutcome, slot: number): Outcome {
+  if (found.status === 'failed') return { status: 'failed', error: found.error, worker: slot };
+  const encoded = encodeValue(found.result) ?? { text: 'null', json: 1 };
+  return { status: 'done', result: encoded.text, json: encoded.json === 1, worker: slot };
+}
+
+/** Valid JSON on one line (JSON.stringify never writes a newline; a replaced one might). */
+function isJson(text: string): boolean {
+  if (text.includes('\n')) return false;
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
   }
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }

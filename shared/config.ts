@@ -2,12 +2,16 @@
  * The primary's configuration: one zod schema over command-line options and `RONDA_*` environment
  * variables (the command line wins). A bad value is reported by option name and rule.
  */
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { ArgsError, camelCase, envName, kebabCase, parseArgs, withEnvironment } from './args';
 import { describeIssue } from './errors';
 
 export const DEFAULT_HOST = '127.0.0.1';
+/** How the primary picks the worker of the next task: see server/round-robin.ts. */
+export const DISPATCH_MODES = ['round-robin', 'least-loaded'] as const;
+export type DispatchMode = (typeof DISPATCH_MODES)[number];
 export const DEFAULT_PORT = 5000;
 
 /** An integer option given as text (command line, environment) or as a number (tests). */
@@ -32,7 +36,9 @@ export const SERVER_DEFAULTS = {
   port: DEFAULT_PORT,
   workers: 3,
   dataDir: 'data',
+  dispatch: 'round-robin' as DispatchMode,
   taskTimeoutMs: 90_000,
+  minTaskTimeoutMs: 1_000,
   maxTaskTimeoutMs: 600_000,
   maxConnections: 1_000,
   maxInflightPerWorker: 256,
@@ -57,7 +63,17 @@ export const ServerConfigSchema = z
     quiet: flagOption.default(false),
     /** Required to listen on anything but loopback; clients send it in `hello`. */
     token: z.string().min(8).max(1024).optional(),
+    /** A file holding the token (its first line), so that it shows neither in `ps` nor in the environment. */
+    tokenFile: z.string().min(1).optional(),
+    /** How the next task's worker is chosen: see server/round-robin.ts. */
+    dispatch: z.enum(DISPATCH_MODES).default(SERVER_DEFAULTS.dispatch),
     taskTimeoutMs: intOption(1, 3_600_000).default(SERVER_DEFAULTS.taskTimeoutMs),
+    /**
+     * The smallest timeoutMs a client may ask for. A time limit kills its worker, and the worker's
+     * other tasks are run again: a client asking for 1 ms would make the server kill workers all
+     * day, slowing every other client.
+     */
+    minTaskTimeoutMs: intOption(1, 3_600_000).default(SERVER_DEFAULTS.minTaskTimeoutMs),
     maxTaskTimeoutMs: intOption(1, 3_600_000).default(SERVER_DEFAULTS.maxTaskTimeoutMs),
     maxConnections: intOption(1, 100_000).default(SERVER_DEFAULTS.maxConnections),
     maxInflightPerWorker: intOption(1, 10_000).default(SERVER_DEFAULTS.maxInflightPerWorker),
@@ -78,9 +94,17 @@ export const ServerConfigSchema = z
     path: ['maxTaskTimeoutMs'],
     message: 'must be at least --task-timeout-ms',
   })
-  .refine((config) => isLoopback(config.host) || config.token !== undefined, {
+  .refine((config) => config.taskTimeoutMs >= config.minTaskTimeoutMs, {
+    path: ['taskTimeoutMs'],
+    message: 'must be at least --min-task-timeout-ms',
+  })
+  .refine((config) => config.token === undefined || config.tokenFile === undefined, {
+    path: ['tokenFile'],
+    message: 'cannot be given together with --token (RONDA_TOKEN): choose one',
+  })
+  .refine((config) => isLoopback(config.host) || config.token !== undefined || config.tokenFile !== undefined, {
     path: ['token'],
-    message: 'is required to listen on a non-loopback address (or set RONDA_TOKEN)',
+    message: 'is required to listen on a non-loopback address (or RONDA_TOKEN, or --token-file)',
   });
 
 export type ServerConfig = z.infer<typeof ServerConfigSchema>;
@@ -94,8 +118,11 @@ const OPTION_HELP: readonly [flag: string, what: string][] = [
   ['--workers <n>', 'worker processes, 1-64'],
   ['--data-dir <dir>', 'where the workerN.db files live'],
   ['--handlers <module>', 'a module with more task kinds'],
-  ['--token <secret>', 'required to listen beyond loopback'],
+  ['--token <secret>', 'required beyond loopback; shows in ps'],
+  ['--token-file <file>', 'the token, read from a file'],
+  ['--dispatch <mode>', 'round-robin or least-loaded'],
   ['--task-timeout-ms <n>', 'default time limit of a task'],
+  ['--min-task-timeout-ms <n>', 'smallest timeoutMs a client may ask'],
   ['--max-task-timeout-ms <n>', 'largest timeoutMs a client may ask'],
   ['--max-connections <n>', 'open client connections'],
   ['--max-inflight-per-worker <n>', 'tasks one worker holds at once'],
@@ -119,7 +146,9 @@ export const SERVER_USAGE = [
   `  ${'--help'.padEnd(31)}this text`,
 ].join('\n');
 
-export type ConfigResult = { ok: true; config: ServerConfig } | { ok: false; message: string };
+export type ConfigResult =
+  | { ok: true; config: ServerConfig; warnings: string[] }
+  | { ok: false; message: string };
 
 /** Reads the primary's configuration; never throws. */
 export function loadServerConfig(argv: readonly string[], env: NodeJS.ProcessEnv): ConfigResult {
@@ -136,7 +165,38 @@ export function loadServerConfig(argv: readonly string[], env: NodeJS.ProcessEnv
   }
   const result = ServerConfigSchema.safeParse(options);
   if (!result.success) return { ok: false, message: describeOptionIssues(result.error.issues) };
-  return { ok: true, config: { ...result.data, dataDir: path.resolve(result.data.dataDir) } };
+  const config = { ...result.data, dataDir: path.resolve(result.data.dataDir) };
+  const warnings: string[] = [];
+  if (parsedToken(argv)) {
+    warnings.push('--token on the command line shows in `ps` to every user of this machine; use RONDA_TOKEN or --token-file');
+  }
+  if (config.tokenFile !== undefined) {
+    const token = readTokenFile(config.tokenFile);
+    if (!token.ok) return token;
+    config.token = token.token;
+  }
+  return { ok: true, config, warnings };
+}
+
+/** Whether the token was given as an argument (not through the environment or a file). */
+function parsedToken(argv: readonly string[]): boolean {
+  return argv.some((word) => word === '--token' || word.startsWith('--token='));
+}
+
+/** The token in the first line of `file`, checked like --token. */
+function readTokenFile(file: string): { ok: true; token: string } | { ok: false; message: string } {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : String((error as Error).message);
+    return { ok: false, message: `--token-file ${file}: cannot read it (${reason})` };
+  }
+  const token = (text.split(/\r?\n/)[0] ?? '').trim();
+  if (token.length < 8 || token.length > 1024) {
+    return { ok: false, message: `--token-file ${file}: its first line must be a token of 8 to 1024 characters` };
+  }
+  return { ok: true, token };
 }
 
 /** Names each issue by its option, e.g. `--port must be at most 65535`. */

@@ -58,9 +58,12 @@ export class Logger {
     this.write(source, this.chalk.red(message));
   }
 
-  /** A per-task event: dropped when quiet, summarised above TASK_LOG_LINES_PER_S. */
-  task(source: Source, message: string | (() => string)): void {
-    if (this.quiet) return;
+  /**
+   * A per-task event: dropped when quiet, summarised above TASK_LOG_LINES_PER_S. Returns whether
+   * it was printed, so that a line that belongs with it (a disconnect after its connect) can be.
+   */
+  task(source: Source, message: string | (() => string)): boolean {
+    if (this.quiet) return false;
     const now = Date.now();
     if (now - this.windowStart >= 1000) {
       this.windowStart = now;
@@ -69,10 +72,11 @@ export class Logger {
     if (this.linesInWindow < TASK_LOG_LINES_PER_S) {
       this.linesInWindow += 1;
       this.write(source, typeof message === 'string' ? message : message());
-      return;
+      return true;
     }
     this.suppressed += 1;
     this.summaryTimer ??= setTimeout(() => this.summarise(), 1000).unref();
+    return false;
   }
 
   /** Prints the pending summary now and stops its timer. */
@@ -90,7 +94,8 @@ export class Logger {
   }
 
   private write(source: Source, message: string): void {
-    const time = new Date().toISOString().slice(11, 23);
+    // UTC, and marked so (`Z`), as in the stored rows' timestamps.
+    const time = new Date().toISOString().slice(11, 24);
     const label =
       source === 'primary' ? this.chalk.bold('[primary ]') : paintSlot(this.chalk, source, `[worker ${source}]`);
     this.stream.write(`${this.chalk.dim(time)} ${label} ${message}\n`);

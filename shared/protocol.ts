@@ -102,6 +102,8 @@ export const WorkerStatsSchema = z.strictObject({
   inflight: z.number().int(),
   restarts: z.number().int(),
   uptimeMs: z.number(),
+  /** Why the slot is not serving, or why its last worker could not go on; gone once one is ready. */
+  problem: z.string().optional(),
 });
 export type WorkerStats = z.infer<typeof WorkerStatsSchema>;
 
@@ -111,6 +113,8 @@ export const ServerMessageSchema = z.discriminatedUnion('type', [
     server: z.literal('ronda'),
     protocol: z.number().int(),
     kinds: z.array(z.string()),
+    /** Each kind's payload as a JSON Schema, where the workers could express it (see load-kinds). */
+    schemas: z.record(z.string(), z.unknown()).optional(),
   }),
   z.strictObject({
     type: z.literal('done'),
@@ -165,23 +169,71 @@ export const TaskSpecSchema = z.strictObject({
 });
 export type TaskSpec = z.infer<typeof TaskSpecSchema>;
 
+/**
+ * Every task a worker is handed gets an ordinal, counted from 0 by both sides in the order the
+ * primary sent them: `first` is the ordinal of `tasks[0]`. Reports of running tasks name tasks by
+ * ordinal, which the watchdog thread can write without knowing any task id.
+ */
+export const OrdinalSchema = z.number().int().min(0);
+
 export const ToWorkerSchema = z.discriminatedUnion('type', [
-  z.strictObject({ type: z.literal('tasks'), tasks: z.array(TaskSpecSchema).min(1) }),
+  z.strictObject({ type: z.literal('tasks'), first: OrdinalSchema, tasks: z.array(TaskSpecSchema).min(1) }),
   z.strictObject({ type: z.literal('shutdown') }),
 ]);
 export type ToWorker = z.infer<typeof ToWorkerSchema>;
 
+/**
+ * How a task ended, as its worker reports it once the outcome is committed. A `done` result
+ * travels as the very text stored in its row (`json`: whether that text is JSON, or a string
+ * stored as it is), so the reply is made from what was stored and can never differ from it.
+ * `unstored`: the outcome could not be committed (the file is read-only, full, gone); nothing of
+ * the task is in the file, so it may run again anywhere.
+ */
 export const TaskOutcomeSchema = z.discriminatedUnion('status', [
-  z.strictObject({ taskId: TaskIdSchema, status: z.literal('done'), result: z.unknown() }),
+  z.strictObject({ taskId: TaskIdSchema, status: z.literal('done'), result: z.string(), json: z.boolean() }),
   z.strictObject({ taskId: TaskIdSchema, status: z.literal('failed'), error: ErrorDataSchema }),
+  z.strictObject({ taskId: TaskIdSchema, status: z.literal('unstored'), error: ErrorDataSchema }),
 ]);
 export type TaskOutcome = z.infer<typeof TaskOutcomeSchema>;
 
+/** A task that has been running for a while: the primary starts its clock `runningMs` ago. */
+export const RunningTaskSchema = z.strictObject({ ordinal: OrdinalSchema, runningMs: z.number().min(0) });
+export type RunningTask = z.infer<typeof RunningTaskSchema>;
+
 export const FromWorkerSchema = z.discriminatedUnion('type', [
-  z.strictObject({ type: z.literal('ready'), pid: z.number().int(), kinds: z.array(KindSchema).min(1) }),
-  z.strictObject({ type: z.literal('outcomes'), outcomes: z.array(TaskOutcomeSchema).min(1) }),
+  z.strictObject({
+    type: z.literal('ready'),
+    pid: z.number().int(),
+    kinds: z.array(KindSchema).min(1),
+    /** Each kind's payload as a JSON Schema (zod's toJSONSchema), for clients to check input. */
+    schemas: z.record(z.string(), z.unknown()).optional(),
+  }),
+  /**
+   * Outcomes of one group commit. Each item is checked on its own (TaskOutcomeSchema) where it
+   * arrives, so that one malformed outcome costs only its own task, never the batch.
+   */
+  z.strictObject({ type: z.literal('outcomes'), outcomes: z.array(z.unknown()).min(1) }),
+  /** Asynchronous tasks that have been running a while (synchronous ones: see WatchdogReport). */
+  z.strictObject({ type: z.literal('running'), tasks: z.array(RunningTaskSchema).min(1) }),
+  /** Why this worker cannot go on (its database, its handlers module); it exits right after. */
+  z.strictObject({ type: z.literal('fatal'), message: z.string().max(4096) }),
 ]);
 export type FromWorker = z.infer<typeof FromWorkerSchema>;
+
+/**
+ * What a worker's watchdog thread writes, one JSON line each, on the worker's side channel
+ * (stdio fd 4). It runs beside the worker's event loop, so it can speak while a handler blocks it:
+ * a synchronous task that has been running a while, which the primary must time.
+ */
+export const WatchdogReportSchema = z.strictObject({
+  type: z.literal('running'),
+  ordinal: OrdinalSchema,
+  runningMs: z.number().min(0),
+});
+export type WatchdogReport = z.infer<typeof WatchdogReportSchema>;
+
+/** The stdio index of that side channel in a worker's fork options. */
+export const WATCHDOG_FD = 4;
 
 // ---- primary <-> standby worker (IPC) ---------------------------------------------------------
 

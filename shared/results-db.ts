@@ -3,7 +3,8 @@
  * primary and the client use. Only a worker writes its file; readers open it read-only, which WAL
  * mode allows while the worker is writing.
  */
-import { readdir } from 'node:fs/promises';
+import { statSync } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { ErrorData } from './errors';
 import type { ResultRow } from './protocol';
@@ -44,23 +45,71 @@ export function databaseFile(dataDir: string, slot: number): string {
   return path.join(dataDir, `worker${slot}.db`);
 }
 
-/** Opens a worker's database for writing: WAL, schema migrated to SCHEMA_VERSION. */
-export async function openWorkerDatabase(file: string): Promise<Database> {
-  const db = await openDatabase(file, 'readwrite');
+/** The file a worker opened, to tell later whether the path still names it. */
+export interface FileIdentity {
+  file: string;
+  dev: number;
+  ino: number;
+}
+
+/** Whether `identity.file` is still the file that was opened (not deleted, not replaced). */
+export function sameFile(identity: FileIdentity): boolean {
+  try {
+    const now = statSync(identity.file);
+    return now.ino === identity.ino && now.dev === identity.dev;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Opens a worker's database for writing: WAL, schema migrated to SCHEMA_VERSION, and proven
+ * writable. SQLite opens a file it may not write read-only without a word, and every commit would
+ * then fail; a real write here (the header's user_version, set to what it is) fails at once
+ * instead. Errors name the file and say what to check.
+ */
+export async function openWorkerDatabase(file: string): Promise<{ db: Database; identity: FileIdentity }> {
+  let db: Database;
+  try {
+    db = await openDatabase(file, 'readwrite');
+  } catch (error) {
+    throw storageError(file, 'cannot open', error);
+  }
   try {
     db.configure('busyTimeout', 5000);
     // NORMAL is durable against a process crash in WAL mode, not against power loss: see
     // docs/guarantees.md.
     await exec(db, 'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;');
     const row = await get<{ user_version: number }>(db, 'PRAGMA user_version');
-    for (let version = (row?.user_version ?? 0) + 1; version <= SCHEMA_VERSION; version += 1) {
+    const current = row?.user_version ?? 0;
+    for (let version = current + 1; version <= SCHEMA_VERSION; version += 1) {
       await exec(db, `BEGIN; ${MIGRATIONS[version]} PRAGMA user_version = ${version}; COMMIT;`);
     }
-    return db;
+    await exec(db, `PRAGMA user_version = ${Math.max(current, SCHEMA_VERSION)}`);
+    const { dev, ino } = statSync(file);
+    return { db, identity: { file, dev, ino } };
   } catch (error) {
     await close(db).catch(() => undefined);
-    throw error;
+    throw storageError(file, 'cannot write', error);
   }
+}
+
+/** `cannot write data/worker1.db: SQLITE_READONLY: ... (is the folder writable ...?)`. */
+export function storageError(file: string, what: string, error: unknown): Error {
+  const reason = error instanceof Error ? error.message : String(error);
+  return new Error(`${what} ${file}: ${reason}${storageHint(reason)}`);
+}
+
+function storageHint(reason: string): string {
+  if (/SQLITE_(READONLY|CANTOPEN|PERM|AUTH)/.test(reason)) {
+    return ' (the folder and the file must exist or be creatable, and be writable by this user, on a writable disk)';
+  }
+  if (/SQLITE_FULL/.test(reason)) return ' (the disk is full)';
+  if (/SQLITE_NOTADB|SQLITE_CORRUPT/.test(reason)) {
+    return ' (it is not a Ronda result file, or it is damaged: move it away and a new one is made)';
+  }
+  if (/SQLITE_BUSY|SQLITE_LOCKED/.test(reason)) return ' (another process holds a lock on it)';
+  return '';
 }
 
 /** Text stored for a payload or result: strings as they are (the seed's rows), the rest as JSON. */
@@ -69,9 +118,23 @@ export interface EncodedValue {
   json: 0 | 1;
 }
 
-/** Throws if the value cannot be encoded as JSON (a cycle, a BigInt). */
-export function encodeValue(value: unknown): EncodedValue {
-  return typeof value === 'string' ? { text: value, json: 0 } : { text: JSON.stringify(value) ?? 'null', json: 1 };
+/**
+ * Throws if the value cannot be encoded as JSON (a cycle, a BigInt); returns undefined for a value
+ * JSON has no text for (a function, a Symbol, undefined), which callers refuse. A lone surrogate
+ * in a string (a client may send "\ud800" in JSON) becomes U+FFFD, which is what SQLite stores
+ * for it; JSON text escapes it and is stored as it is.
+ */
+export function encodeValue(value: unknown): EncodedValue | undefined {
+  if (typeof value === 'string') return { text: wellFormed(value), json: 0 };
+  const text: string | undefined = JSON.stringify(value);
+  return text === undefined ? undefined : { text, json: 1 };
+}
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+function wellFormed(text: string): string {
+  // The regular expression is the slow part; most strings have no surrogate at all.
+  return /[\uD800-\uDFFF]/.test(text) ? text.replace(LONE_SURROGATE, '\uFFFD') : text;
 }
 
 export function decodeValue(text: string | null, json: number): unknown {
@@ -101,8 +164,12 @@ export function toStoredOutcome(row: Pick<StoredRow, 'result' | 'result_json' | 
   return row.status === 'done' ? { status: 'done', result: value } : { status: 'failed', error: value as ErrorData };
 }
 
-/** Bytes of task and result text one worker file may add to a `results` reply; the rest is left out. */
-export const MAX_RESULTS_BYTES_PER_FILE = 16 * 1024 * 1024;
+/**
+ * Bytes of task and result text one `results` reply may carry; older rows beyond it are left out
+ * (the newest row always comes, whatever its size). A reply is one string in memory and one line
+ * on the wire, and a connection holds one at a time.
+ */
+export const MAX_RESULTS_REPLY_BYTES = 4 * 1024 * 1024;
 
 export interface ResultsFilter {
   limit: number;
@@ -112,19 +179,38 @@ export interface ResultsFilter {
 }
 
 /**
- * The latest rows across the worker databases in `dataDir`, newest first. Files are opened
- * read-only for the length of the call.
+ * The latest rows across the worker databases in `dataDir`, newest first, within
+ * MAX_RESULTS_REPLY_BYTES. Two passes, so that memory never holds more text than the reply: the
+ * sizes and times of each file's newest rows first (no text is read), then the text of just the
+ * rows chosen. Files are opened read-only for the length of the call.
  */
 export async function readResults(dataDir: string, filter: ResultsFilter): Promise<ResultRow[]> {
   const files = await workerDatabaseFiles(dataDir, filter.worker);
-  const perFile = await Promise.all(files.map((file) => readFile(file, filter)));
-  return perFile
-    .flat()
-    .sort((a, b) => (a.timestamp === b.timestamp ? 0 : a.timestamp < b.timestamp ? 1 : -1))
-    .slice(0, filter.limit);
+  const opened: ResultsFile[] = [];
+  try {
+    for (const file of files) opened.push(await ResultsFile.open(file, filter));
+    const candidates = (await Promise.all(opened.map((each) => each.sizes(filter.limit))))
+      .flat()
+      .sort((a, b) => (a.timestamp === b.timestamp ? 0 : a.timestamp < b.timestamp ? 1 : -1));
+    const chosen = new Map<ResultsFile, number>();
+    let bytes = 0;
+    for (const [index, candidate] of candidates.entries()) {
+      if (index >= filter.limit || (index > 0 && bytes + candidate.bytes > MAX_RESULTS_REPLY_BYTES)) break;
+      bytes += candidate.bytes;
+      chosen.set(candidate.from, Math.min(chosen.get(candidate.from) ?? Infinity, candidate.id));
+    }
+    const rows = await Promise.all([...chosen].map(([file, oldestId]) => file.rowsFrom(oldestId)));
+    return rows
+      .flat()
+      .sort((a, b) => (a.timestamp === b.timestamp ? 0 : a.timestamp < b.timestamp ? 1 : -1))
+      .slice(0, filter.limit);
+  } finally {
+    await Promise.all(opened.map((each) => each.close()));
+  }
 }
 
-async function workerDatabaseFiles(dataDir: string, worker: number | undefined): Promise<string[]> {
+/** The worker database files in `dataDir` (of one slot, when `worker` is given). */
+export async function workerDatabaseFiles(dataDir: string, worker?: number): Promise<string[]> {
   let names: string[];
   try {
     names = await readdir(dataDir);
@@ -137,30 +223,48 @@ async function workerDatabaseFiles(dataDir: string, worker: number | undefined):
     .map((name) => path.join(dataDir, name));
 }
 
-async function readFile(file: string, filter: ResultsFilter): Promise<ResultRow[]> {
-  const db = await openDatabase(file, 'readonly');
-  try {
+interface Candidate {
+  from: ResultsFile;
+  id: number;
+  timestamp: string;
+  bytes: number;
+}
+
+/** One worker file opened read-only for a `results` query, with the query's filter. */
+class ResultsFile {
+  private readonly where: string;
+  private readonly params: string[];
+
+  private constructor(
+    private readonly db: Database,
+    filter: ResultsFilter,
+  ) {
+    this.where = filter.id === undefined ? 'WHERE 1' : 'WHERE (task_id = ? OR client_id = ?)';
+    this.params = filter.id === undefined ? [] : [filter.id, filter.id];
+  }
+
+  static async open(file: string, filter: ResultsFilter): Promise<ResultsFile> {
+    const db = await openDatabase(file, 'readonly');
     db.configure('busyTimeout', 2000);
-    const where = filter.id === undefined ? 'WHERE 1' : 'WHERE (task_id = ? OR client_id = ?)';
-    const params = filter.id === undefined ? [] : [filter.id, filter.id];
-    // First the sizes (octet_length reads no text), so that a reply never grows past the budget:
-    // 1,000 rows of 1 MiB would be too long for one string, and too much memory.
-    const sizes = await all<{ id: number; bytes: number }>(
-      db,
-      `SELECT id, octet_length(task) + ifnull(octet_length(result), 0) AS bytes FROM results ${where}
-       ORDER BY id DESC LIMIT ?`,
-      [...params, filter.limit],
+    return new ResultsFile(db, filter);
+  }
+
+  /** The newest `limit` rows' ids, times and text sizes: octet_length reads no text. */
+  async sizes(limit: number): Promise<Candidate[]> {
+    const rows = await all<{ id: number; timestamp: string; bytes: number }>(
+      this.db,
+      `SELECT id, timestamp, octet_length(task) + ifnull(octet_length(result), 0) AS bytes
+       FROM results ${this.where} ORDER BY id DESC LIMIT ?`,
+      [...this.params, limit],
     );
-    let count = 0;
-    for (let bytes = 0; count < sizes.length; count += 1) {
-      bytes += (sizes[count] as { bytes: number }).bytes;
-      if (bytes > MAX_RESULTS_BYTES_PER_FILE && count > 0) break;
-    }
-    if (count === 0) return [];
+    return rows.map((row) => ({ from: this, ...row }));
+  }
+
+  async rowsFrom(oldestId: number): Promise<ResultRow[]> {
     const rows = await all<Omit<StoredRow, 'id'>>(
-      db,
-      `SELECT ${RESULT_COLUMNS.join(', ')} FROM results ${where} AND id >= ? ORDER BY id DESC LIMIT ?`,
-      [...params, (sizes[count - 1] as { id: number }).id, count],
+      this.db,
+      `SELECT ${RESULT_COLUMNS.join(', ')} FROM results ${this.where} AND id >= ? ORDER BY id DESC`,
+      [...this.params, oldestId],
     );
     return rows.map((row) => ({
       task_id: row.task_id,
@@ -172,7 +276,50 @@ async function readFile(file: string, filter: ResultsFilter): Promise<ResultRow[
       worker: row.worker,
       timestamp: row.timestamp,
     }));
+  }
+
+  close(): Promise<void> {
+    return close(this.db);
+  }
+}
+
+/**
+ * Stored outcomes of those of `taskIds` that have a row in `file`, read by the primary for a slot
+ * that has no worker to ask (see WorkerSlot). Read-only; the file's worker is gone.
+ */
+export async function findStoredIn(file: string, taskIds: readonly string[]): Promise<Map<string, StoredOutcome>> {
+  const found = new Map<string, StoredOutcome>();
+  if (taskIds.length === 0) return found;
+  let db: Database;
+  try {
+    db = await openDatabase(file, 'readonly');
+  } catch (error) {
+    // No file: nothing was ever stored in it.
+    if (/SQLITE_CANTOPEN/.test(String(error)) && !(await exists(file))) return found;
+    throw error;
+  }
+  try {
+    db.configure('busyTimeout', 2000);
+    for (let start = 0; start < taskIds.length; start += 500) {
+      const chunk = taskIds.slice(start, start + 500);
+      const rows = await all<Pick<StoredRow, 'task_id' | 'result' | 'result_json' | 'status'>>(
+        db,
+        `SELECT task_id, result, result_json, status FROM results WHERE task_id IN (${chunk.map(() => '?').join(', ')})`,
+        chunk,
+      );
+      for (const row of rows) found.set(row.task_id, toStoredOutcome(row));
+    }
+    return found;
   } finally {
     await close(db);
+  }
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await stat(file);
+    return true;
+  } catch {
+    return false;
   }
 }

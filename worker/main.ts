@@ -1,19 +1,25 @@
 /**
  * A worker process, forked by the primary: `main.js --slot N --db FILE [--handlers MODULE]`, or
  * forked ahead of need as `main.js --standby` and told those arguments later.
- * It opens its database, says `ready`, then runs what the primary sends until told to stop or
- * until the IPC channel closes (the primary is gone): no worker outlives its primary.
+ * It opens its database (proving it can write it), says `ready`, then runs what the primary sends
+ * until told to stop. Its watchdog thread ends it, with whatever its handlers started, as soon as
+ * the primary is gone, even while a handler blocks the event loop: no worker outlives its primary.
  */
+import { fstatSync } from 'node:fs';
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { z } from 'zod';
 import { parseArgs } from '../shared/args';
 import { intOption } from '../shared/config';
 import { describeIssues } from '../shared/errors';
-import { ActivateSchema, ToWorkerSchema, type FromWorker, type StandbyReady } from '../shared/protocol';
+import { ActivateSchema, ToWorkerSchema, WATCHDOG_FD, type FromWorker, type StandbyReady } from '../shared/protocol';
 import { openWorkerDatabase } from '../shared/results-db';
 import { close } from '../shared/sqlite';
-import { loadKinds } from './load-kinds';
+import { kindSchemas, loadKinds } from './load-kinds';
 import { ResultWriter } from './result-writer';
+import { RunMarker } from './run-marker';
 import { TaskRunner } from './task-runner';
+import { endProcessGroup, ORPHAN_GRACE_MS, type WatchdogData } from './watchdog';
 
 const WorkerArgsSchema = z.strictObject({
   slot: intOption(1, 64),
@@ -21,14 +27,47 @@ const WorkerArgsSchema = z.strictObject({
   handlers: z.string().min(1).optional(),
 });
 
-/** How long a worker whose primary vanished waits for running tasks before it closes. */
-const ORPHAN_GRACE_MS = 2_000;
+/** Exit codes the primary reads: the worker could not start, or could no longer store results. */
+export const EXIT_CANNOT_START = 1;
+export const EXIT_STORAGE_FAILED = 3;
 
 // Typed here and validated by zod where it arrives, in the primary.
 function send(message: FromWorker): void {
   // With the primary gone there is no one to tell; the outcome is stored all the same. The
   // callback keeps a failed send from becoming an 'error' event that would crash the worker.
   if (process.connected) process.send?.(message, undefined, undefined, () => undefined);
+}
+
+/**
+ * Tells the primary why this worker stops (it prints the reason once, for the slot), then exits
+ * once the message is out. Started by hand, without a primary, it says so on stderr instead.
+ */
+function fatal(message: string, code: number): void {
+  if (!process.connected || process.send === undefined) {
+    process.stderr.write(`worker: ${message}\n`);
+    process.exit(code);
+  }
+  const last: FromWorker = { type: 'fatal', message: message.slice(0, 4096) };
+  process.send(last, undefined, undefined, () => process.exit(code));
+  setTimeout(() => process.exit(code), 1_000).unref();
+}
+
+/**
+ * Starts the watchdog thread (worker/watchdog.ts). It reads the RunMarker and writes its reports
+ * on the side channel, fd 4, when the primary gave one.
+ */
+function startWatchdog(marker: RunMarker): void {
+  let reportFd: number | undefined;
+  try {
+    fstatSync(WATCHDOG_FD);
+    reportFd = WATCHDOG_FD;
+  } catch {
+    reportFd = undefined;
+  }
+  const data: WatchdogData = { marker: marker.buffer, parentPid: process.ppid, reportFd };
+  const thread = new Worker(path.join(__dirname, 'watchdog.js'), { workerData: data });
+  thread.unref();
+  thread.on('error', (error) => process.stderr.write(`worker: the watchdog thread failed: ${error.message}\n`));
 }
 
 /**
@@ -55,32 +94,52 @@ function activation(): Promise<string[]> {
   });
 }
 
-function fatal(message: string): never {
-  process.stderr.write(`worker: ${message}\n`);
-  process.exit(1);
-}
-
 async function main(): Promise<void> {
-  if (process.send === undefined) fatal('must be started by the primary (it needs an IPC channel)');
-  const argv = process.argv.includes('--standby') ? await activation() : process.argv.slice(2);
+  if (process.send === undefined) return fatal('must be started by the primary (it needs an IPC channel)', EXIT_CANNOT_START);
+  const marker = new RunMarker();
+  startWatchdog(marker);
+  const standby = process.argv.includes('--standby');
+  // `ps` shows what each process is for; a standby names its cluster's data dir (its only argument).
+  if (standby) process.title = `ronda standby worker ${process.argv[process.argv.indexOf('--data-dir') + 1] ?? ''}`;
+  const argv = standby ? await activation() : process.argv.slice(2);
   const args = WorkerArgsSchema.safeParse(parseArgs(argv, new Set()).options);
-  if (!args.success) fatal(describeIssues(args.error.issues));
+  if (!args.success) return fatal(describeIssues(args.error.issues), EXIT_CANNOT_START);
   const { slot, db: file, handlers } = args.data;
+  process.title = `ronda worker ${slot} ${file}`;
 
-  const kinds = loadKinds(handlers);
-  const db = await openWorkerDatabase(file);
-  const runner = new TaskRunner(slot, kinds, new ResultWriter(db, slot), send);
+  let kinds: ReturnType<typeof loadKinds>;
+  let opened: Awaited<ReturnType<typeof openWorkerDatabase>>;
+  try {
+    kinds = loadKinds(handlers);
+    opened = await openWorkerDatabase(file);
+  } catch (error) {
+    return fatal(error instanceof Error ? error.message : String(error), EXIT_CANNOT_START);
+  }
+  const { db, identity } = opened;
+  const runner = new TaskRunner(slot, kinds, new ResultWriter(db, slot, identity), send, marker);
 
-  let closing: Promise<never> | undefined;
-  const stop = (graceMs: number | undefined): Promise<never> =>
+  let closing: Promise<void> | undefined;
+  /**
+   * `asked`: the primary's shutdown, once every task held is done. `orphaned`: the primary is
+   * gone and nobody is left to answer; keep what is being committed, then end the process group
+   * (the watchdog does the same if this event loop is blocked). `terminated`: SIGTERM from outside,
+   * the same without ending the group, which the primary does when it sees the exit.
+   */
+  const stop = (how: 'asked' | 'orphaned' | 'terminated'): Promise<void> =>
     (closing ??= (async () => {
-      const grace =
-        graceMs === undefined ? [] : [new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref())];
-      await Promise.race([runner.idle(), ...grace]);
+      if (how === 'asked') await runner.idle();
+      else setTimeout(() => (how === 'orphaned' ? endProcessGroup() : process.exit(0)), ORPHAN_GRACE_MS).unref();
       await runner.close();
       await close(db);
+      if (how === 'orphaned') endProcessGroup();
       process.exit(0);
     })());
+
+  runner.onStorageFailed((error) => {
+    // What this worker runs can no longer be stored; the primary gives its tasks to other slots
+    // and keeps trying a new worker here until the file can be written again.
+    fatal(`cannot store results in ${file}: ${error.message}`, EXIT_STORAGE_FAILED);
+  });
 
   process.on('message', (raw: unknown) => {
     const message = ToWorkerSchema.safeParse(raw);
@@ -88,15 +147,15 @@ async function main(): Promise<void> {
       process.stderr.write(`worker ${slot}: ignored a malformed message: ${describeIssues(message.error.issues)}\n`);
       return;
     }
-    if (message.data.type === 'shutdown') void stop(undefined);
+    if (message.data.type === 'shutdown') void stop('asked');
     else runner.handle(message.data);
   });
-  process.on('disconnect', () => void stop(ORPHAN_GRACE_MS));
-  process.on('SIGTERM', () => void stop(ORPHAN_GRACE_MS));
+  process.on('disconnect', () => void stop('orphaned'));
+  process.on('SIGTERM', () => void stop('terminated'));
   // Ctrl-C in a terminal reaches the whole process group; the primary decides how workers stop.
   process.on('SIGINT', () => undefined);
 
-  send({ type: 'ready', pid: process.pid, kinds: [...kinds.keys()] });
+  send({ type: 'ready', pid: process.pid, kinds: [...kinds.keys()], schemas: kindSchemas(kinds) });
 }
 
-main().catch((error: unknown) => fatal(error instanceof Error ? error.message : String(error)));
+main().catch((error: unknown) => fatal(error instanceof Error ? error.message : String(error), EXIT_CANNOT_START));

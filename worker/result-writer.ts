@@ -1,4 +1,5 @@
-import { RESULT_COLUMNS, toStoredOutcome, type EncodedValue, type StoredOutcome } from '../shared/results-db';
+import type { TaskOutcome } from '../shared/protocol';
+import { RESULT_COLUMNS, sameFile, toStoredOutcome, type EncodedValue, type FileIdentity, type StoredOutcome } from '../shared/results-db';
 import { all, exec, finalize, prepare, runStatement, type Database, type Statement } from '../shared/sqlite';
 
 /** Rows per INSERT statement: bounds the size of one JSON parameter. */
@@ -11,7 +12,9 @@ export interface ResultRecord {
   /** The payload and the result (or error) as stored: see encodeValue. */
   task: EncodedValue;
   result: EncodedValue;
-  outcome: StoredOutcome;
+  status: 'done' | 'failed';
+  /** What the primary is told once the row is committed; made from `result`, so they agree. */
+  outcome: TaskOutcome;
 }
 
 /** Called once per commit with the records it made durable, or with the error that lost them. */
@@ -34,6 +37,10 @@ const INSERT_SQL = `INSERT OR IGNORE INTO results (${[...ROW_COLUMNS, 'worker', 
  * one multi-row INSERT per MAX_ROWS_PER_INSERT rows and one transaction. A record added to an idle
  * writer is committed on the next turn of the event loop, so a lone task never waits for a batch to
  * fill, and the tasks of one IPC message land in one transaction.
+ *
+ * After each commit the file is checked to still be the one that was opened: a worker file
+ * deleted (or replaced) while the worker runs would otherwise take every later row with it,
+ * unseen. Rows committed to a file that is no longer there are reported lost, like a failed commit.
  */
 export class ResultWriter {
   private buffer: ResultRecord[] = [];
@@ -45,9 +52,13 @@ export class ResultWriter {
    */
   private statement: Promise<Statement> | undefined;
 
+  /**
+   * @param identity the file as it was opened (see openWorkerDatabase); no check when absent.
+   */
   constructor(
     private readonly db: Database,
     private readonly slot: number,
+    private readonly identity?: FileIdentity,
   ) {}
 
   /** Sets the one listener told about each commit. */
@@ -57,7 +68,8 @@ export class ResultWriter {
 
   add(record: ResultRecord): void {
     this.buffer.push(record);
-    this.running ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.drain());
+    if (this.running !== undefined) return;
+    this.running = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.drain());
   }
 
   /** Resolves once every record added so far is committed (or reported lost). */
@@ -92,12 +104,18 @@ export class ResultWriter {
       this.buffer = [];
       try {
         await this.insert(batch);
+        this.checkIdentity();
         this.onCommit(batch, undefined);
       } catch (error) {
         this.onCommit(batch, error instanceof Error ? error : new Error(String(error)));
       }
     }
     this.running = undefined;
+  }
+
+  private checkIdentity(): void {
+    if (this.identity === undefined || sameFile(this.identity)) return;
+    throw new Error(`${this.identity.file} was deleted or replaced while this worker was writing to it`);
   }
 
   private async insert(batch: readonly ResultRecord[]): Promise<void> {
@@ -112,7 +130,7 @@ export class ResultWriter {
           this.statement = undefined;
           throw error;
         });
-        await runStatement(await this.statement, [this.rowsJson(chunk), this.slot, timestamp]);
+        await runStatement(await this.statement, [rowsJson(chunk), this.slot, timestamp]);
       }
       if (!single) await exec(this.db, 'COMMIT');
     } catch (error) {
@@ -120,28 +138,18 @@ export class ResultWriter {
       throw error;
     }
   }
-
-  private rowsJson(chunk: readonly ResultRecord[]): string {
-    return JSON.stringify(
-      chunk.map((record) => [
-        record.taskId,
-        record.clientId ?? null,
-        record.kind,
-        wellFormed(record.task.text),
-        wellFormed(record.result.text),
-        record.result.json,
-        record.outcome.status,
-      ]),
-    );
-  }
 }
 
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
-
-/**
- * A lone surrogate (a client may send "\ud800" in JSON) as U+FFFD, which is what binding the
- * string as a parameter stored; through JSON, SQLite would store it as invalid UTF-8 instead.
- */
-function wellFormed(text: string): string {
-  return text.replace(LONE_SURROGATE, '\uFFFD');
+function rowsJson(chunk: readonly ResultRecord[]): string {
+  return JSON.stringify(
+    chunk.map((record) => [
+      record.taskId,
+      record.clientId ?? null,
+      record.kind,
+      record.task.text,
+      record.result.text,
+      record.result.json,
+      record.status,
+    ]),
+  );
 }

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ServerMessage } from '../../shared/protocol';
-import { MIN_UPTIME_MS } from '../../server/worker-slot';
+import { MIN_UPTIME_MS } from '../../server/slot-policy';
 import { isAlive, startCluster, stopClusters, until } from '../helpers/cluster';
 import { readRows, type StoredRow } from '../helpers/db';
 import { closeRawClients, rawClient, type RawClient } from '../helpers/raw-client';
@@ -102,7 +102,7 @@ function isOurWorker(pid: number, primaryPid: number): boolean {
   try {
     return (
       parentOf(pid) === primaryPid &&
-      readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(path.join('worker', 'main.js'))
+      readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('ronda worker ')
     );
   } catch {
     return false;

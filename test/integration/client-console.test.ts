@@ -164,7 +164,7 @@ describe('client console (ronda client) driven through stdin', function () {
     const cli = startCli(['client', '--port', String(cluster.port)]);
     cli.write('uno\n');
     await cli.waitFor(/\] uno -> /);
-    await cluster.waitFor(/client 127\.0\.0\.1:\d+ disconnected/, 5_000);
+    await cluster.waitFor(/client #\d+ 127\.0\.0\.1:\d+ disconnected/, 5_000);
     cli.write('dos\nsalir\n');
     const run = await cli.result();
     expect(run.code, run.stderr).to.equal(0);

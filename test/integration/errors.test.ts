@@ -52,7 +52,9 @@ describe('error codes: each is reachable, and the server serves a good task afte
   describe('on one cluster, connection kept', function () {
     let cluster: Cluster;
     before(async function () {
-      cluster = await startCluster({ args: ['--quiet', '--handlers', HOSTILE_KINDS, '--max-attempts', '1'] });
+      cluster = await startCluster({
+        args: ['--quiet', '--handlers', HOSTILE_KINDS, '--max-attempts', '1', '--min-task-timeout-ms', '100'],
+      });
     });
     afterEach(closeRawClients);
     after(stopClusters);

@@ -196,7 +196,7 @@ describe('guarantees: recovery from dying workers, hanging tasks and a dying pri
     await writeFile(marker, '');
     process.kill(first, 'SIGKILL');
 
-    const notReady = new RegExp(`\\[worker 1\\] worker pid (\\d+) died \\(killed: not ready within ${readyTimeoutMs} ms\\)`, 'g');
+    const notReady = new RegExp(`\\[worker 1\\] worker pid (\\d+) exited before it was ready \\(killed: not ready within ${readyTimeoutMs} ms\\)`, 'g');
     await until(() => [...cluster.output.matchAll(notReady)].length >= 2, 10_000, 'two replacements killed');
     // Each counts as dying young: the second at the latest is respawned with a delay.
     await cluster.waitFor(/\[worker 1\] worker keeps dying young \([23] in a row\); respawning in [12]00 ms/, 2_000);
@@ -229,7 +229,7 @@ describe('guarantees: recovery from dying workers, hanging tasks and a dying pri
     });
     const exit = await cluster.waitForExit();
     expect(exit.code, cluster.output).to.equal(1);
-    expect(cluster.output).to.match(/could not start: worker \d \(pid \d+\) exited \(killed: not ready within 1000 ms\) before it was ready/);
+    expect(cluster.output).to.match(/could not start: worker \d: worker pid \d+ exited before it was ready \(killed: not ready within 1000 ms\)/);
     expect(cluster.output).to.not.match(/listening on/);
     // Both workers hang (for 30 s if nobody kills them); each one's --db names the data directory.
     await until(() => processesMentioning(cluster.dataDir).length === 0, 3_000, 'the hung workers to be gone');
@@ -237,7 +237,7 @@ describe('guarantees: recovery from dying workers, hanging tasks and a dying pri
 
   it('fails a task past its time limit with TIMEOUT, replaces the worker, redelivers the others', async function () {
     const cluster = await startCluster({
-      args: ['--quiet', '--workers', '1', '--handlers', HOSTILE_KINDS, '--task-timeout-ms', '500'],
+      args: ['--quiet', '--workers', '1', '--handlers', HOSTILE_KINDS, '--task-timeout-ms', '500', '--min-task-timeout-ms', '100'],
     });
     const client = await rawClient(cluster.port);
     const [before] = (await stats(client)).workers;

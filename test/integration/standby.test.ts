@@ -4,7 +4,7 @@ import path from 'node:path';
 import { isAlive, startCluster, stopClusters, until } from '../helpers/cluster';
 import { readRows } from '../helpers/db';
 
-/** Pids of the standby workers (`worker/main.js --standby`) whose parent is `primaryPid`. */
+/** Pids of the standby workers (titled `ronda standby worker <data dir>`) whose parent is `primaryPid`. */
 function standbysOf(primaryPid: number): number[] {
   const pids: number[] = [];
   for (const name of readdirSync('/proc')) {
@@ -12,8 +12,8 @@ function standbysOf(primaryPid: number): number[] {
     try {
       const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
       const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      const command = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
-      if (parent === primaryPid && command.includes('--standby')) pids.push(Number(name));
+      const command = readFileSync(`/proc/${name}/cmdline`, 'utf8');
+      if (parent === primaryPid && command.startsWith('ronda standby worker ')) pids.push(Number(name));
     } catch {
       // The process ended while we looked.
     }
@@ -56,8 +56,9 @@ describe('standby worker (forked ahead of need)', function () {
 
     // A new standby is forked for the next death.
     const next = await cluster.waitFor(new RegExp(`standby worker pid (?!${standby}\\b)(\\d+) loaded`));
-    // (The promoted one keeps `--standby` in its command line: the arguments came by IPC.)
-    expect(standbysOf(cluster.pid).filter((pid) => pid !== standby)).to.deep.equal([Number(next[1])]);
+    expect(standbysOf(cluster.pid)).to.deep.equal([Number(next[1])]);
+    // `ps` names the promoted one by its role and slot now, not as the standby it was.
+    expect(readFileSync(`/proc/${standby}/cmdline`, 'utf8')).to.match(new RegExp(`^ronda worker 2 ${cluster.dataDir}/worker2\\.db`));
   });
 
   it('exits with its primary: a SIGKILLed primary leaves no standby behind', async function () {

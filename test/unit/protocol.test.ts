@@ -7,7 +7,9 @@ import {
   FromWorkerSchema,
   MAX_PAYLOAD_DEPTH,
   ServerMessageSchema,
+  TaskOutcomeSchema,
   ToWorkerSchema,
+  WatchdogReportSchema,
 } from '../../shared/protocol';
 
 function nested(depth: number): unknown {
@@ -103,9 +105,10 @@ describe('protocol schemas', function () {
     check(
       ToWorkerSchema,
       [
-        { type: 'tasks', tasks: [{ taskId: 't1', kind: 'text', payload: 'x' }] },
+        { type: 'tasks', first: 0, tasks: [{ taskId: 't1', kind: 'text', payload: 'x' }] },
         {
           type: 'tasks',
+          first: 7,
           tasks: [
             { taskId: 't1', clientId: 'a', kind: 'text', payload: 'x', redelivered: true },
             { taskId: 't2', kind: 'fib', payload: { n: 3 }, redelivered: true, failWith: { code: 'TIMEOUT', message: 'm' } },
@@ -114,9 +117,11 @@ describe('protocol schemas', function () {
         { type: 'shutdown' },
       ],
       [
-        [{ type: 'tasks', tasks: [] }, /^tasks must have at least 1 item$/],
-        [{ type: 'tasks', tasks: [{ kind: 'text', payload: 'x' }] }, /^tasks\.0\.taskId is required$/],
-        [{ type: 'tasks', tasks: [{ taskId: 't', kind: 'text', payload: 'x', redelivered: false }] }, /redelivered/],
+        [{ type: 'tasks', first: 0, tasks: [] }, /^tasks must have at least 1 item$/],
+        [{ type: 'tasks', tasks: [{ taskId: 't', kind: 'text', payload: 'x' }] }, /^first is required$/],
+        [{ type: 'tasks', first: -1, tasks: [{ taskId: 't', kind: 'text', payload: 'x' }] }, /^first must be at least 0$/],
+        [{ type: 'tasks', first: 0, tasks: [{ kind: 'text', payload: 'x' }] }, /^tasks\.0\.taskId is required$/],
+        [{ type: 'tasks', first: 0, tasks: [{ taskId: 't', kind: 'text', payload: 'x', redelivered: false }] }, /redelivered/],
         [{ type: 'shutdown', now: true }, /unknown field "now"/],
       ],
     );
@@ -127,15 +132,40 @@ describe('protocol schemas', function () {
       FromWorkerSchema,
       [
         { type: 'ready', pid: 42, kinds: ['text', 'hash'] },
-        { type: 'outcomes', outcomes: [{ taskId: 't1', status: 'done', result: { any: ['json'] } }] },
-        { type: 'outcomes', outcomes: [{ taskId: 't1', status: 'failed', error: { code: 'BAD_PAYLOAD', message: 'm' } }] },
+        { type: 'ready', pid: 42, kinds: ['text'], schemas: { text: { type: 'string' } } },
+        // Each outcome is checked on its own where it arrives (TaskOutcomeSchema, below).
+        { type: 'outcomes', outcomes: [{ taskId: 't1', status: 'lost' }] },
+        { type: 'running', tasks: [{ ordinal: 3, runningMs: 120 }] },
+        { type: 'fatal', message: 'cannot write /data/worker1.db' },
       ],
       [
         [{ type: 'ready', pid: 42, kinds: [] }, /^kinds must have at least 1 item$/],
         [{ type: 'ready', kinds: ['text'] }, /^pid is required$/],
-        [{ type: 'outcomes', outcomes: [{ taskId: 't1', status: 'lost' }] }, /status/],
-        [{ type: 'outcomes', outcomes: [{ taskId: 't1', status: 'failed' }] }, /^outcomes\.0\.error is required$/],
+        [{ type: 'outcomes', outcomes: [] }, /^outcomes must have at least 1 item$/],
+        [{ type: 'running', tasks: [{ ordinal: 1.5, runningMs: 1 }] }, /^tasks\.0\.ordinal must be an int/],
+        [{ type: 'fatal' }, /^message is required$/],
       ],
+    );
+    check(
+      TaskOutcomeSchema,
+      [
+        { taskId: 't1', status: 'done', result: '{"any":["json"]}', json: true },
+        { taskId: 't1', status: 'done', result: 'plain text', json: false },
+        { taskId: 't1', status: 'failed', error: { code: 'BAD_PAYLOAD', message: 'm' } },
+        { taskId: 't1', status: 'unstored', error: { code: 'INTERNAL', message: 'SQLITE_READONLY' } },
+      ],
+      [
+        [{ taskId: 't1', status: 'lost' }, /status/],
+        [{ taskId: 't1', status: 'failed' }, /^error is required$/],
+        // A result that vanished in JSON (a handler returned a function): refused, alone.
+        [{ taskId: 't1', status: 'done', json: true }, /^result is required$/],
+        [{ taskId: 't1', status: 'done', result: 5, json: true }, /^result must be a string/],
+      ],
+    );
+    check(
+      WatchdogReportSchema,
+      [{ type: 'running', ordinal: 0, runningMs: 150 }],
+      [[{ type: 'running', ordinal: 0 }, /^runningMs is required$/]],
     );
   });
 });

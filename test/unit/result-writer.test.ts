@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { encodeValue, openWorkerDatabase, readResults } from '../../shared/results-db';
+import { encodeValue, openWorkerDatabase, readResults, type EncodedValue } from '../../shared/results-db';
 import { close, exec, type Database } from '../../shared/sqlite';
 import { MAX_ROWS_PER_INSERT, ResultWriter, type ResultRecord } from '../../worker/result-writer';
 import { readRows } from '../helpers/db';
@@ -18,7 +18,7 @@ describe('worker ResultWriter (rows as one JSON parameter, a real SQLite file)',
   beforeEach(async function () {
     dir = await mkdtemp(path.join(os.tmpdir(), 'ronda-unit-'));
     file = path.join(dir, 'worker3.db');
-    db = await openWorkerDatabase(file);
+    ({ db } = await openWorkerDatabase(file));
     writer = new ResultWriter(db, 3);
     commits = [];
     writer.listen((records, error) => commits.push({ ids: records.map((record) => record.taskId), error }));
@@ -30,14 +30,18 @@ describe('worker ResultWriter (rows as one JSON parameter, a real SQLite file)',
     await rm(dir, { recursive: true, force: true });
   });
 
-  const record = (taskId: string, payload: unknown, result: unknown, clientId?: string): ResultRecord => ({
-    taskId,
-    clientId,
-    kind: 'text',
-    task: encodeValue(payload),
-    result: encodeValue(result),
-    outcome: { status: 'done', result },
-  });
+  const record = (taskId: string, payload: unknown, result: unknown, clientId?: string): ResultRecord => {
+    const encoded = encodeValue(result) as EncodedValue;
+    return {
+      taskId,
+      clientId,
+      kind: 'text',
+      task: encodeValue(payload) as EncodedValue,
+      result: encoded,
+      status: 'done',
+      outcome: { taskId, status: 'done', result: encoded.text, json: encoded.json === 1 },
+    };
+  };
 
   it('stores text, JSON, NUL, quotes, emoji and null client ids exactly, in order, in one commit', async function () {
     const records = [
@@ -102,15 +106,29 @@ describe('worker ResultWriter (rows as one JSON parameter, a real SQLite file)',
     expect((await readRows(file)).map((row) => row.task_id)).to.deep.equal(['after']);
   });
 
-  it('leaves rows out of a results reply once a file has given 16 MiB, but always gives the newest', async function () {
+  it('keeps a results reply within 4 MiB of text across all files, newest first, but always gives the newest', async function () {
     const big = 'x'.repeat(1024 * 1024);
-    for (let i = 0; i < 12; i += 1) writer.add(record(`big${i}`, big, big));
+    for (let i = 0; i < 6; i += 1) writer.add(record(`big${i}`, big, big));
     await writer.idle();
+    // A second worker's file, written later: its rows are the newest.
+    const other = await openWorkerDatabase(path.join(dir, 'worker1.db'));
+    const otherWriter = new ResultWriter(other.db, 1);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    otherWriter.add(record('small', 'a', 'b'));
+    otherWriter.add(record('half', 'y'.repeat(512 * 1024), 'z'.repeat(512 * 1024)));
+    await otherWriter.close();
+    await close(other.db);
+
     const rows = await readResults(dir, { limit: 1000 });
-    // Each row is 2 MiB of text: 8 fit in 16 MiB; the newest come first.
-    expect(rows.map((row) => row.task_id)).to.deep.equal(['big11', 'big10', 'big9', 'big8', 'big7', 'big6', 'big5', 'big4']);
-    expect(await readResults(dir, { limit: 3 })).to.have.length(3);
+    // 'half' (1 MiB) and 'small' come first; then 2 MiB rows while the total stays within 4 MiB.
+    expect(rows.map((row) => row.task_id)).to.deep.equal(['half', 'small', 'big5']);
+    expect((await readResults(dir, { limit: 2 })).map((row) => row.task_id)).to.deep.equal(['half', 'small']);
     expect((await readResults(dir, { limit: 1, id: 'big0' }))[0]?.task).to.equal(big);
+
+    const huge = 'h'.repeat(3 * 1024 * 1024);
+    writer.add(record('huge', huge, huge));
+    await writer.idle();
+    expect((await readResults(dir, { limit: 10 })).map((row) => row.task_id), 'the newest row, alone over the budget').to.deep.equal(['huge']);
   });
 
 });

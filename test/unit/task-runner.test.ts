@@ -31,9 +31,10 @@ describe('worker TaskRunner and ResultWriter (a real SQLite file)', function () 
   beforeEach(async function () {
     dir = await mkdtemp(path.join(os.tmpdir(), 'ronda-unit-'));
     file = path.join(dir, 'worker1.db');
-    db = await openWorkerDatabase(file);
+    ({ db } = await openWorkerDatabase(file));
     sent = [];
     runs = 0;
+    sentSoFar = 0;
     runner = new TaskRunner(1, kinds, new ResultWriter(db, 1), (message) => sent.push(message));
   });
 
@@ -51,15 +52,22 @@ describe('worker TaskRunner and ResultWriter (a real SQLite file)', function () 
   });
 
   function outcomes(): TaskOutcome[] {
-    return sent.flatMap((message) => (message.type === 'outcomes' ? message.outcomes : []));
+    return sent.flatMap((message) => (message.type === 'outcomes' ? (message.outcomes as TaskOutcome[]) : []));
+  }
+
+  /** Sends tasks as the primary does, numbering them on from the last message. */
+  let sentSoFar = 0;
+  function handle({ tasks }: { tasks: TaskSpec[] }): void {
+    runner.handle({ type: 'tasks', first: sentSoFar, tasks });
+    sentSoFar += tasks.length;
   }
 
   it('commits the tasks of one message together and reports them in one message', async function () {
-    runner.handle({ type: 'tasks', tasks: Array.from({ length: 50 }, (_, i) => spec(`t${i}`, 'text', `tarea${i}`)) });
+    handle({ tasks: Array.from({ length: 50 }, (_, i) => spec(`t${i}`, 'text', `tarea${i}`)) });
     await runner.idle();
     expect(sent).to.have.length(1);
     expect(outcomes().map((o) => o.taskId)).to.deep.equal(Array.from({ length: 50 }, (_, i) => `t${i}`));
-    expect(outcomes()[7]).to.deep.equal({ taskId: 't7', status: 'done', result: "Task 'tarea7' processed by worker 1" });
+    expect(outcomes()[7]).to.deep.equal({ taskId: 't7', status: 'done', result: "Task 'tarea7' processed by worker 1", json: false });
     const rows = await readRows(file);
     expect(rows).to.have.length(50);
     expect(rows[7]).to.include({ task_id: 't7', task: 'tarea7', status: 'done', worker: 1, kind: 'text' });
@@ -67,40 +75,39 @@ describe('worker TaskRunner and ResultWriter (a real SQLite file)', function () 
   });
 
   it('reports a batch larger than one INSERT only once all of it is stored', async function () {
-    runner.handle({ type: 'tasks', tasks: Array.from({ length: 1234 }, (_, i) => spec(`t${i}`, 'hash', `x${i}`)) });
+    handle({ tasks: Array.from({ length: 1234 }, (_, i) => spec(`t${i}`, 'hash', `x${i}`)) });
     await runner.idle();
     // idle() resolves on the report; the rows must be in the file by then.
     expect(await readRows(file)).to.have.length(1234);
-    expect(sent).to.have.length(1);
+    // Run in slices of SLICE_MS, so in one commit or a few; each reported after its own.
     expect(outcomes()).to.have.length(1234);
   });
 
   it('commits a lone task at once, without waiting for a batch to fill', async function () {
     // If the writer waited for more records, idle() would never resolve and the test would time out.
-    runner.handle({ type: 'tasks', tasks: [spec('solo', 'text', 'one')] });
+    handle({ tasks: [spec('solo', 'text', 'one')] });
     await runner.idle();
-    expect(outcomes()).to.deep.equal([{ taskId: 'solo', status: 'done', result: "Task 'one' processed by worker 1" }]);
+    expect(outcomes()).to.deep.equal([{ taskId: 'solo', status: 'done', result: "Task 'one' processed by worker 1", json: false }]);
   });
 
   it('does not run a redelivered task that is stored already; returns the stored outcome', async function () {
-    runner.handle({ type: 'tasks', tasks: [spec('once', 'count', 'a')] });
+    handle({ tasks: [spec('once', 'count', 'a')] });
     await runner.idle();
     expect(runs).to.equal(1);
     sent = [];
-    runner.handle({ type: 'tasks', tasks: [spec('once', 'count', 'a', { redelivered: true }), spec('new', 'count', 'b', { redelivered: true })] });
+    handle({ tasks: [spec('once', 'count', 'a', { redelivered: true }), spec('new', 'count', 'b', { redelivered: true })] });
     await runner.idle();
     expect(runs).to.equal(2);
-    expect(outcomes()).to.deep.include({ taskId: 'once', status: 'done', result: 'counted a' });
-    expect(outcomes()).to.deep.include({ taskId: 'new', status: 'done', result: 'counted b' });
+    expect(outcomes()).to.deep.include({ taskId: 'once', status: 'done', result: 'counted a', json: false });
+    expect(outcomes()).to.deep.include({ taskId: 'new', status: 'done', result: 'counted b', json: false });
     expect((await readRows(file)).map((row) => row.task_id)).to.deep.equal(['once', 'new']);
   });
 
   it('stores failWith unless a result is stored already', async function () {
-    runner.handle({ type: 'tasks', tasks: [spec('kept', 'text', 'k')] });
+    handle({ tasks: [spec('kept', 'text', 'k')] });
     await runner.idle();
     const lost = { code: 'WORKER_LOST', message: 'gone' } as const;
-    runner.handle({
-      type: 'tasks',
+    handle({
       tasks: [spec('kept', 'text', 'k', { redelivered: true, failWith: lost }), spec('lost', 'count', 'x', { redelivered: true, failWith: lost })],
     });
     await runner.idle();
@@ -112,8 +119,7 @@ describe('worker TaskRunner and ResultWriter (a real SQLite file)', function () 
   });
 
   it('stores failures: bad payload, a throwing handler, a result that is not JSON, an unknown kind', async function () {
-    runner.handle({
-      type: 'tasks',
+    handle({
       tasks: [spec('f1', 'fib', { n: 99 }), spec('f2', 'boom', null), spec('f3', 'bigint', null), spec('f4', 'nope', 1), spec('ok', 'fib', { n: 10 })],
     });
     await runner.idle();
@@ -122,7 +128,7 @@ describe('worker TaskRunner and ResultWriter (a real SQLite file)', function () 
     expect(byId.get('f2')).to.deep.equal({ taskId: 'f2', status: 'failed', error: { code: 'HANDLER_FAILED', message: 'boom' } });
     expect(byId.get('f3')).to.have.nested.property('error.code', 'HANDLER_FAILED');
     expect(byId.get('f4')).to.have.nested.property('error.code', 'UNKNOWN_KIND');
-    expect(byId.get('ok')).to.deep.equal({ taskId: 'ok', status: 'done', result: 55 });
+    expect(byId.get('ok')).to.deep.equal({ taskId: 'ok', status: 'done', result: '55', json: true });
     const rows = await readRows(file);
     expect(rows.map((row) => row.status)).to.deep.equal(['failed', 'failed', 'failed', 'failed', 'done']);
   });
@@ -134,14 +140,14 @@ describe('worker TaskRunner and ResultWriter (a real SQLite file)', function () 
     let open: () => void = () => undefined;
     const gate = new Promise<void>((resolve) => (open = resolve));
     kinds.set('gated', { schema: z.string(), run: async (text: unknown) => ((started += 1), await gate, text) });
-    runner.handle({ type: 'tasks', tasks: [spec('g1', 'gated', 'a'), spec('g2', 'gated', 'b'), spec('t', 'text', 'fast')] });
+    handle({ tasks: [spec('g1', 'gated', 'a'), spec('g2', 'gated', 'b'), spec('t', 'text', 'fast')] });
     await until(() => started === 2 && outcomes().length === 1, 2_000, 'both gated tasks to start');
     expect(outcomes().map((o) => o.taskId)).to.deep.equal(['t']);
     open();
     await runner.idle();
     kinds.delete('gated');
     expect(outcomes().map((o) => o.taskId)).to.have.members(['g1', 'g2', 't']);
-    expect(outcomes().find((o) => o.taskId === 'g2')).to.deep.equal({ taskId: 'g2', status: 'done', result: 'b' });
+    expect(outcomes().find((o) => o.taskId === 'g2')).to.deep.equal({ taskId: 'g2', status: 'done', result: 'b', json: false });
   });
 
 });

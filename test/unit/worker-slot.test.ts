@@ -4,6 +4,7 @@ import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { PassThrough } from 'node:stream';
 import { Logger } from '../../shared/logger';
+import type { StoredOutcome } from '../../shared/results-db';
 import type { Outcome, Task } from '../../server/task';
 import { WorkerSlot, type SlotEvents } from '../../server/worker-slot';
 
@@ -41,6 +42,9 @@ describe('WorkerSlot (a fake child process)', function () {
   let children: FakeChild[];
   let log: string;
   let settled: [Task, Outcome][];
+  let returned: Task[];
+  let endedGroups: number[];
+  let findStored: (taskIds: readonly string[]) => Promise<Map<string, StoredOutcome>>;
 
   function makeSlot(readyTimeoutMs: number): WorkerSlot {
     const stream = new PassThrough();
@@ -48,13 +52,14 @@ describe('WorkerSlot (a fake child process)', function () {
     const events: SlotEvents = {
       ready: () => undefined,
       settled: (_slot, outcomes) => settled.push(...outcomes),
-      returned: () => undefined,
-      capacity: () => undefined,
+      returned: (_slot, tasks) => returned.push(...tasks),
+      changed: () => undefined,
     };
     return new WorkerSlot({
       slot: 1,
-      script: 'unused',
       args: [],
+      endGroup: (pid) => endedGroups.push(pid),
+      findStored: (taskIds) => findStored(taskIds),
       maxInflight: 4,
       maxAttempts: 1,
       readyTimeoutMs,
@@ -72,6 +77,9 @@ describe('WorkerSlot (a fake child process)', function () {
     children = [];
     log = '';
     settled = [];
+    returned = [];
+    endedGroups = [];
+    findStored = () => Promise.resolve(new Map());
   });
 
   const task = (taskId: string, timeoutMs: number): Task => ({
@@ -81,12 +89,14 @@ describe('WorkerSlot (a fake child process)', function () {
     payload: taskId,
     chars: 10,
     timeoutMs,
-    owner: { settle: () => undefined },
+    owner: { label: '#1', settle: () => undefined },
     acceptedAt: 0,
-    deadline: 0,
+    ordinal: -1,
+    startedAt: undefined,
     deaths: 0,
     redelivered: false,
     failWith: undefined,
+    storeFailures: 0,
   });
 
   it('takes no new task while it kills its worker for a time limit', async function () {
@@ -98,6 +108,10 @@ describe('WorkerSlot (a fake child process)', function () {
     await wait(5);
     expect(children[0]?.sent).to.have.length(1);
     expect(slot.canTake()).to.equal(true);
+    // Not running yet as far as the slot knows: no clock, however late it is.
+    slot.sweepTimeouts(performance.now() + 60_000);
+    expect(children[0]?.signals).to.deep.equal([]);
+    children[0]?.emit('message', { type: 'running', tasks: [{ ordinal: 0, runningMs: 5 }] });
     slot.sweepTimeouts(performance.now() + 20);
     expect(children[0]?.signals).to.deep.equal(['SIGKILL']);
     // The worker is not gone yet: a task handed over now would die with it.
@@ -116,6 +130,7 @@ describe('WorkerSlot (a fake child process)', function () {
       redelivered: true,
       failWith: { code: 'TIMEOUT', message: 'task ran past its time limit of 10 ms' },
     });
+    expect(endedGroups, 'the dead worker\'s process group is ended').to.deep.equal([1000]);
     children[1]?.emit('message', { type: 'outcomes', outcomes: [{ taskId: 'slow', status: 'failed', error: { code: 'TIMEOUT', message: 'm' } }] });
     expect(settled.map(([settledTask, outcome]) => [settledTask.taskId, outcome.status])).to.deep.equal([['slow', 'failed']]);
     await slot.stop();
@@ -129,7 +144,7 @@ describe('WorkerSlot (a fake child process)', function () {
     children[0]?.die();
     let error: unknown;
     await started.catch((caught: unknown) => (error = caught));
-    expect(String(error)).to.include('worker 1 (pid 1000) exited (killed: not ready within 50 ms) before it was ready');
+    expect(String(error)).to.include('worker 1: worker pid 1000 exited before it was ready (killed: not ready within 50 ms)');
   });
 
   it('ignores a ready that arrives after the kill: start() does not succeed, no task is handed over', async function () {
@@ -164,7 +179,7 @@ describe('WorkerSlot (a fake child process)', function () {
     children[1]?.die();
     expect(slot.state).to.equal('backoff');
     expect(log).to.include('worker pid 1001 is not ready 50 ms after it was started; killing it');
-    expect(log).to.include('worker pid 1001 died (killed: not ready within 50 ms)');
+    expect(log).to.include('worker pid 1001 exited before it was ready (killed: not ready within 50 ms)');
     expect(log).to.include('worker keeps dying young (2 in a row); respawning in 100 ms');
     await slot.stop();
     expect(settled).to.deep.equal([]);
