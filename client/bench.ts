@@ -7,7 +7,7 @@
 import os from 'node:os';
 import { z } from 'zod';
 import { ArgsError, parseArgs } from '../shared/args';
-import { describeOptionIssues, flagOption, HostSchema, intOption, PortSchema } from '../shared/config';
+import { describeOptionIssues, flagOption, HostSchema, intOption, optionSpec, PortSchema } from '../shared/config';
 import { externalTarget, startOwnCluster } from './bench-cluster';
 import { printCpu, printFigures } from './bench-report';
 import { PHASES, runBench, type BenchPlan } from './bench-runner';
@@ -59,7 +59,7 @@ type BenchArgs = z.infer<typeof BenchArgsSchema>;
 export async function benchCommand(argv: string[], output: Output): Promise<number> {
   let args: BenchArgs;
   try {
-    const parsed = parseArgs(argv, new Set(['quick', 'json', 'help']));
+    const parsed = parseArgs(argv, optionSpec(BenchArgsSchema));
     if (parsed.positionals.length > 0) throw new ArgsError(`unexpected argument "${parsed.positionals[0]}"`);
     const result = BenchArgsSchema.safeParse(parsed.options);
     if (!result.success) throw new ArgsError(describeOptionIssues(result.error.issues));

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { ArgsError, parseArgs, withEnvironment } from '../shared/args';
-import { DEFAULT_HOST, DEFAULT_PORT, describeOptionIssues, flagOption, HostSchema, intOption } from '../shared/config';
+import { DEFAULT_HOST, DEFAULT_PORT, describeOptionIssues, flagOption, HostSchema, intOption, optionSpec } from '../shared/config';
 import { DEFAULT_RESULTS_LIMIT, KindSchema, MAX_RESULTS_LIMIT } from '../shared/protocol';
 
 /** Connection attempts `--retry` makes after the server goes away (about 35 s with the backoff). */
@@ -49,13 +49,13 @@ export type ResultsOptions = z.infer<typeof ResultsOptionsSchema>;
 export const StatsOptionsSchema = z.strictObject({ ...AddressShape, json: flagOption.default(false) });
 export type StatsOptions = z.infer<typeof StatsOptionsSchema>;
 
-/** Names of options that take no value. */
-export const CLIENT_FLAGS: ReadonlySet<string> = new Set(['help', 'json', 'retry']);
+/** Options that are flags although their schema is not flagOption: `--retry` alone or `--retry=3`. */
+const VALUE_OPTIONAL = ['retry'];
 
 export type ParsedCommandLine<T> = { ok: true; options: T; positionals: string[] } | { ok: false; message: string };
 
 /** Parses argv against `schema`; never throws. A bad value is named by its option and rule. */
-export function parseCommandLine<Schema extends z.ZodType>(
+export function parseCommandLine<Schema extends z.ZodObject>(
   schema: Schema,
   argv: readonly string[],
   env: NodeJS.ProcessEnv,
@@ -63,7 +63,7 @@ export function parseCommandLine<Schema extends z.ZodType>(
   let options: Record<string, string | true>;
   let positionals: string[];
   try {
-    const parsed = parseArgs(argv, CLIENT_FLAGS);
+    const parsed = parseArgs(argv, optionSpec(schema, VALUE_OPTIONAL));
     options = withEnvironment(parsed.options, ENVIRONMENT_OPTIONS, env);
     positionals = parsed.positionals;
   } catch (error) {

@@ -16,7 +16,7 @@ export type CommandLine<T> = { options: T; positionals: string[] };
  * Parses the command's options; on a bad option prints it with the usage and returns the exit
  * code, on --help prints the usage and returns 0.
  */
-export function readCommandLine<Schema extends z.ZodType<{ help: boolean }>>(
+export function readCommandLine<Schema extends z.ZodObject & z.ZodType<{ help: boolean }>>(
   schema: Schema,
   argv: readonly string[],
   output: Output,

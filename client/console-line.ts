@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { ArgsError, parseArgs } from '../shared/args';
-import { describeOptionIssues, intOption } from '../shared/config';
+import { describeOptionIssues, intOption, optionSpec } from '../shared/config';
 import { DEFAULT_RESULTS_LIMIT, KindSchema, MAX_RESULTS_LIMIT } from '../shared/protocol';
 import { describeTask } from './format';
 
@@ -100,7 +100,7 @@ function task(kind: string, payloadText: string): ConsoleAction {
 
 function parseResults(rest: string): ConsoleAction {
   try {
-    const { options, positionals } = parseArgs(rest === '' ? [] : rest.split(/\s+/), new Set());
+    const { options, positionals } = parseArgs(rest === '' ? [] : rest.split(/\s+/), optionSpec(ResultsCommandSchema));
     if (positionals.length > 1) return invalid('usage: :results [n] [--worker k]');
     const parsed = ResultsCommandSchema.safeParse({
       ...options,

@@ -4,7 +4,7 @@
  */
 import path from 'node:path';
 import { z } from 'zod';
-import { ArgsError, camelCase, envName, kebabCase, parseArgs, withEnvironment } from './args';
+import { ArgsError, camelCase, envName, kebabCase, parseArgs, withEnvironment, type OptionSpec } from './args';
 import { describeIssue } from './errors';
 
 export const DEFAULT_HOST = '127.0.0.1';
@@ -85,8 +85,6 @@ export const ServerConfigSchema = z
 
 export type ServerConfig = z.infer<typeof ServerConfigSchema>;
 
-const SERVER_FLAGS = new Set(['quiet', 'help']);
-
 /** Each option's flag, what it does and its default, for the usage text. */
 const OPTION_HELP: readonly [flag: string, what: string][] = [
   ['--host <addr>', 'address to listen on'],
@@ -125,7 +123,7 @@ export type ConfigResult = { ok: true; config: ServerConfig } | { ok: false; mes
 export function loadServerConfig(argv: readonly string[], env: NodeJS.ProcessEnv): ConfigResult {
   let options: Record<string, string | true>;
   try {
-    const parsed = parseArgs(argv, SERVER_FLAGS);
+    const parsed = parseArgs(argv, optionSpec(ServerConfigSchema));
     if (parsed.positionals.length > 0) {
       return { ok: false, message: `unexpected argument "${parsed.positionals[0]}"` };
     }
@@ -137,6 +135,30 @@ export function loadServerConfig(argv: readonly string[], env: NodeJS.ProcessEnv
   const result = ServerConfigSchema.safeParse(options);
   if (!result.success) return { ok: false, message: describeOptionIssues(result.error.issues) };
   return { ok: true, config: { ...result.data, dataDir: path.resolve(result.data.dataDir) } };
+}
+
+/**
+ * The options an object schema takes, for parseArgs: every key of its shape, the flags being those
+ * built on flagOption. Derived rather than listed, so that an option added to a schema is known to
+ * the parser with no other change.
+ * @param extraFlags options of the shape that may also stand alone (`--retry` or `--retry=3`).
+ */
+export function optionSpec(schema: { shape: Record<string, z.core.$ZodType> }, extraFlags: readonly string[] = []): OptionSpec {
+  const flags = new Set<string>();
+  const values = new Set<string>();
+  for (const [name, option] of Object.entries(schema.shape)) {
+    (isFlag(option) || extraFlags.includes(name) ? flags : values).add(name);
+  }
+  return { flags, values };
+}
+
+function isFlag(option: z.core.$ZodType): boolean {
+  let inner = option;
+  // `flagOption.default(false)` and `.optional()` wrap it; the flag is what they wrap.
+  for (;;) {
+    if (inner instanceof z.core.$ZodDefault || inner instanceof z.core.$ZodOptional) inner = inner._zod.def.innerType;
+    else return inner === flagOption;
+  }
 }
 
 /** Names each issue by its option, e.g. `--port must be at most 65535`. */

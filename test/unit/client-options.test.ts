@@ -4,6 +4,7 @@ import {
   DEFAULT_RETRY_ATTEMPTS,
   parseCommandLine,
   ResultsOptionsSchema,
+  StatsOptionsSchema,
   SubmitOptionsSchema,
 } from '../../client/cli-options';
 
@@ -34,8 +35,30 @@ describe('client options (client/cli-options.ts)', function () {
     expect(parseCommandLine(ConsoleOptionsSchema, ['--port', '0'], {})).to.deep.equal({ ok: false, message: '--port must be at least 1' });
     expect(parseCommandLine(ResultsOptionsSchema, ['--limit', '5000'], {})).to.deep.equal({ ok: false, message: '--limit must be at most 1000' });
     expect(parseCommandLine(SubmitOptionsSchema, ['--kind', 'Bad!'], {})).to.deep.include({ ok: false });
-    expect(parseCommandLine(SubmitOptionsSchema, ['--colour'], {})).to.deep.equal({ ok: false, message: '--colour needs a value' });
+    expect(parseCommandLine(SubmitOptionsSchema, ['--kind'], {})).to.deep.equal({
+      ok: false,
+      message: '--kind needs a value: --kind <value> or --kind=<value>',
+    });
+  });
+
+  it('names an unknown option as unknown, even as the last word, with the nearest option of that command', function () {
+    expect(parseCommandLine(SubmitOptionsSchema, ['--colour'], {})).to.deep.equal({ ok: false, message: 'unknown option --colour' });
     expect(parseCommandLine(SubmitOptionsSchema, ['--colour', 'red'], {})).to.deep.equal({ ok: false, message: 'unknown option --colour' });
+    expect(parseCommandLine(StatsOptionsSchema, ['--jsn'], {})).to.deep.equal({ ok: false, message: 'unknown option --jsn (did you mean --json?)' });
+    // --retry is the console's; stats does not know it, and --data-dir is only results'.
+    expect(parseCommandLine(StatsOptionsSchema, ['--retry'], {})).to.deep.include({ ok: false });
+    expect(parseCommandLine(StatsOptionsSchema, ['--data-dir', 'x'], {})).to.deep.include({ ok: false });
+    expect(parseCommandLine(ResultsOptionsSchema, ['--data-dir', 'x'], {})).to.deep.include({ ok: true });
+    expect(parseCommandLine(ResultsOptionsSchema, ['--wroker', '2'], {})).to.deep.equal({
+      ok: false,
+      message: 'unknown option --wroker (did you mean --worker?)',
+    });
+  });
+
+  it('takes -h for --help', function () {
+    const parsed = parseCommandLine(SubmitOptionsSchema, ['-h'], {});
+    expect(parsed.ok && parsed.options.help).to.equal(true);
+    expect(parsed.ok && parsed.positionals).to.deep.equal([]);
   });
 
   it('keeps positional tasks in order, options anywhere', function () {
