@@ -4,7 +4,7 @@
  * one exported RONDA_PORT points both at the same place.
  */
 import { z } from 'zod';
-import { ArgsError, parseArgs, withEnvironment } from '../shared/args';
+import { ArgsError, parseArgs, withEnvironment, type MergedOptions } from '../shared/args';
 import { DEFAULT_HOST, DEFAULT_PORT, describeOptionIssues, flagOption, HostSchema, intOption, optionSpec } from '../shared/config';
 import { DEFAULT_RESULTS_LIMIT, KindSchema, MAX_RESULTS_LIMIT } from '../shared/protocol';
 
@@ -60,18 +60,18 @@ export function parseCommandLine<Schema extends z.ZodObject>(
   argv: readonly string[],
   env: NodeJS.ProcessEnv,
 ): ParsedCommandLine<z.output<Schema>> {
-  let options: Record<string, string | true>;
+  let merged: MergedOptions;
   let positionals: string[];
   try {
     const parsed = parseArgs(argv, optionSpec(schema, VALUE_OPTIONAL));
-    options = withEnvironment(parsed.options, ENVIRONMENT_OPTIONS, env);
+    merged = withEnvironment(parsed.options, ENVIRONMENT_OPTIONS, env);
     positionals = parsed.positionals;
   } catch (error) {
     if (error instanceof ArgsError) return { ok: false, message: error.message };
     throw error;
   }
-  const result = schema.safeParse(options);
-  if (!result.success) return { ok: false, message: describeOptionIssues(result.error.issues) };
+  const result = schema.safeParse(merged.options);
+  if (!result.success) return { ok: false, message: describeOptionIssues(result.error.issues, merged.fromEnvironment) };
   return { ok: true, options: result.data, positionals };
 }
 

@@ -132,6 +132,16 @@ function editDistance(a: string, b: string): number {
   return at(a.length, b.length);
 }
 
+/** Options with the environment filled in, and where those values came from. */
+export interface MergedOptions {
+  options: Record<string, string | true>;
+  /**
+   * The variable each option read from the environment came from (`port` -> `RONDA_PORT`), so that
+   * a bad value is blamed on what the person actually set.
+   */
+  fromEnvironment: ReadonlyMap<string, string>;
+}
+
 /**
  * Fills options not given on the command line from `RONDA_<NAME>` environment variables, so that
  * `--data-dir` and `RONDA_DATA_DIR` are the same setting.
@@ -140,13 +150,18 @@ export function withEnvironment(
   options: Record<string, string | true>,
   names: readonly string[],
   env: NodeJS.ProcessEnv,
-): Record<string, string | true> {
+): MergedOptions {
   const merged = { ...options };
+  const fromEnvironment = new Map<string, string>();
   for (const name of names) {
-    const value = env[envName(name)];
-    if (merged[name] === undefined && value !== undefined && value !== '') merged[name] = value;
+    const variable = envName(name);
+    const value = env[variable];
+    if (merged[name] === undefined && value !== undefined && value !== '') {
+      merged[name] = value;
+      fromEnvironment.set(name, variable);
+    }
   }
-  return merged;
+  return { options: merged, fromEnvironment };
 }
 
 export function envName(name: string): string {

@@ -4,7 +4,7 @@
  */
 import path from 'node:path';
 import { z } from 'zod';
-import { ArgsError, camelCase, envName, kebabCase, parseArgs, withEnvironment, type OptionSpec } from './args';
+import { ArgsError, camelCase, envName, kebabCase, parseArgs, withEnvironment, type MergedOptions, type OptionSpec } from './args';
 import { describeIssue } from './errors';
 
 export const DEFAULT_HOST = '127.0.0.1';
@@ -121,19 +121,19 @@ export type ConfigResult = { ok: true; config: ServerConfig } | { ok: false; mes
 
 /** Reads the primary's configuration; never throws. */
 export function loadServerConfig(argv: readonly string[], env: NodeJS.ProcessEnv): ConfigResult {
-  let options: Record<string, string | true>;
+  let merged: MergedOptions;
   try {
     const parsed = parseArgs(argv, optionSpec(ServerConfigSchema));
     if (parsed.positionals.length > 0) {
       return { ok: false, message: `unexpected argument "${parsed.positionals[0]}"` };
     }
-    options = withEnvironment(parsed.options, Object.keys(ServerConfigSchema.shape), env);
+    merged = withEnvironment(parsed.options, Object.keys(ServerConfigSchema.shape), env);
   } catch (error) {
     if (error instanceof ArgsError) return { ok: false, message: error.message };
     throw error;
   }
-  const result = ServerConfigSchema.safeParse(options);
-  if (!result.success) return { ok: false, message: describeOptionIssues(result.error.issues) };
+  const result = ServerConfigSchema.safeParse(merged.options);
+  if (!result.success) return { ok: false, message: describeOptionIssues(result.error.issues, merged.fromEnvironment) };
   return { ok: true, config: { ...result.data, dataDir: path.resolve(result.data.dataDir) } };
 }
 
@@ -161,12 +161,20 @@ function isFlag(option: z.core.$ZodType): boolean {
   }
 }
 
-/** Names each issue by its option, e.g. `--port must be at most 65535`. */
-export function describeOptionIssues(issues: readonly z.core.$ZodIssue[]): string {
+/**
+ * Names each issue by its option, e.g. `--port must be at most 65535`, or by the environment
+ * variable its value came from (`RONDA_PORT must be a number, not a string`).
+ * @param fromEnvironment option -> variable, for the values withEnvironment took from one.
+ */
+export function describeOptionIssues(
+  issues: readonly z.core.$ZodIssue[],
+  fromEnvironment: ReadonlyMap<string, string> = new Map(),
+): string {
   return issues
     .map((issue) => {
       const [option, ...rest] = issue.path;
-      const name = option === undefined ? 'options' : `--${kebabCase(String(option))}`;
+      const name =
+        option === undefined ? 'options' : (fromEnvironment.get(String(option)) ?? `--${kebabCase(String(option))}`);
       if (issue.code === 'unrecognized_keys') {
         return `unknown option${issue.keys.length > 1 ? 's' : ''} ${issue.keys
           .map((key) => `--${kebabCase(key)}`)

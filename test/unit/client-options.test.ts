@@ -24,6 +24,17 @@ describe('client options (client/cli-options.ts)', function () {
     expect(parsed.ok && parsed.options.dataDir).to.equal(undefined);
   });
 
+  it('blames the environment variable, not the option, for a bad value that came from it', function () {
+    expect(parseCommandLine(StatsOptionsSchema, [], { RONDA_PORT: 'abc' })).to.deep.equal({
+      ok: false,
+      message: 'RONDA_PORT must be a number, not a string',
+    });
+    expect(parseCommandLine(StatsOptionsSchema, ['--port', 'abc'], { RONDA_PORT: '5001' })).to.deep.equal({
+      ok: false,
+      message: '--port must be a number, not a string',
+    });
+  });
+
   it('takes --retry alone or with a count', function () {
     const bare = parseCommandLine(ConsoleOptionsSchema, ['--retry'], {});
     expect(bare.ok && bare.options.retry).to.equal(DEFAULT_RETRY_ATTEMPTS);
