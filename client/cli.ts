@@ -3,6 +3,7 @@
  * `ronda <command>`: the client's entry point. It only picks the command; each lives in its own
  * module.
  */
+import { packageVersion } from '../shared/version';
 import { Output } from './output';
 
 const USAGE = `Usage: ronda <command> [options]
@@ -12,7 +13,10 @@ Commands:
   submit <task...>    submit tasks and print their results (- reads one task per line)
   results             the latest stored results
   stats               the workers and their counters
-  bench               measure throughput, latency and recovery`;
+  bench               measure throughput, latency and recovery
+
+  ronda <command> --help   that command's options
+  ronda --version          the version of Ronda`;
 
 type Command = (argv: string[], output: Output) => Promise<number>;
 
@@ -29,10 +33,14 @@ async function main(): Promise<number> {
   const output = new Output();
   const argv = process.argv.slice(2);
   // `ronda --port 5001` is the console with options, like `ronda` alone.
-  const consoleOptions = argv[0]?.startsWith('--') === true && argv[0] !== '--help';
+  const consoleOptions = argv[0]?.startsWith('--') === true && argv[0] !== '--help' && argv[0] !== '--version';
   const [name = 'client', ...rest] = consoleOptions ? ['client', ...argv] : argv;
   if (name === '--help' || name === '-h' || name === 'help') {
     output.line(USAGE);
+    return 0;
+  }
+  if (name === '--version' || name === '-v') {
+    output.line(packageVersion());
     return 0;
   }
   const load = COMMANDS[name];

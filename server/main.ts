@@ -5,6 +5,7 @@
 import path from 'node:path';
 import { loadServerConfig, SERVER_USAGE } from '../shared/config';
 import { Logger } from '../shared/logger';
+import { packageVersion } from '../shared/version';
 import { Primary } from './primary';
 
 const WORKER_SCRIPT = path.join(__dirname, '..', 'worker', 'main.js');
@@ -17,6 +18,10 @@ async function main(): Promise<void> {
   }
   if (loaded.config.help) {
     process.stdout.write(`${SERVER_USAGE}\n`);
+    return;
+  }
+  if (loaded.config.version) {
+    process.stdout.write(`${packageVersion()}\n`);
     return;
   }
   const logger = new Logger({ quiet: loaded.config.quiet });

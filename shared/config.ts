@@ -73,6 +73,7 @@ export const ServerConfigSchema = z
      */
     workerReadyTimeoutMs: intOption(1_000, 600_000).default(SERVER_DEFAULTS.workerReadyTimeoutMs),
     help: flagOption.default(false),
+    version: flagOption.default(false),
   })
   .refine((config) => config.maxTaskTimeoutMs >= config.taskTimeoutMs, {
     path: ['maxTaskTimeoutMs'],
@@ -114,7 +115,8 @@ export const SERVER_USAGE = [
     const fallback: unknown = (SERVER_DEFAULTS as Record<string, unknown>)[name];
     return `  ${flag.padEnd(31)}${what.padEnd(36)}${envName(name)}${fallback === undefined ? '' : ` [${fallback}]`}`;
   }),
-  `  ${'--help'.padEnd(31)}this text`,
+  `  ${'--help, -h'.padEnd(31)}this text`,
+  `  ${'--version, -v'.padEnd(31)}the version of Ronda`,
 ].join('\n');
 
 export type ConfigResult = { ok: true; config: ServerConfig } | { ok: false; message: string };

@@ -1,8 +1,9 @@
 import { expect } from 'chai';
-import { rm } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { lines, runCli, stopClis, unusedPort } from '../helpers/cli';
-import { makeTempDir, startCluster, stopClusters } from '../helpers/cluster';
+import { cliEnv, lines, runCli, stopClis, unusedPort } from '../helpers/cli';
+import { makeTempDir, PRIMARY_SCRIPT, ROOT, startCluster, stopClusters } from '../helpers/cluster';
 import { readRows } from '../helpers/db';
 import { ResultRowSchema, ServerMessageSchema } from '../../shared/protocol';
 
@@ -172,6 +173,18 @@ describe('client one-shot commands (ronda submit / results / stats)', function (
     const right = await runCli(['submit', 'x'], { env: { ...env, RONDA_TOKEN: 'secret123' } });
     expect(right.code, right.stderr).to.equal(0);
     expect(right.stdout).to.match(/^\[worker 1\] x -> Task 'x' processed by worker 1 /);
+  });
+
+  it('--version and -v print the package version, for the client and for the server', async function () {
+    const { version } = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    for (const args of [['--version'], ['-v']]) {
+      const client = await runCli(args);
+      expect(client.code, client.stderr).to.equal(0);
+      expect(client.stdout).to.equal(`${version}\n`);
+      const server = spawnSync(process.execPath, [PRIMARY_SCRIPT, ...args], { encoding: 'utf8', env: cliEnv() });
+      expect(server.status, server.stderr).to.equal(0);
+      expect(server.stdout).to.equal(`${version}\n`);
+    }
   });
 
   it('bad usage exits 2 with the reason and the usage; --help exits 0', async function () {

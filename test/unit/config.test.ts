@@ -59,7 +59,7 @@ describe('server configuration', function () {
       const result = load(option instanceof z.ZodDefault && typeof option.def.defaultValue === 'boolean' ? [flag] : [flag, '1']);
       if (!result.ok) expect(result.message, flag).to.not.match(/unknown option|needs a value/);
     }
-    expect(optionSpec(ServerConfigSchema).flags).to.deep.equal(new Set(['quiet', 'help']));
+    expect(optionSpec(ServerConfigSchema).flags).to.deep.equal(new Set(['quiet', 'help', 'version']));
     // An option added to the schema is known at once.
     const grown = z.strictObject({ ...ServerConfigSchema.shape, dispatch: z.string(), verbose: flagOption.default(false) });
     expect(parseArgs(['--dispatch', 'least-busy', '--verbose'], optionSpec(grown)).options).to.deep.equal({ dispatch: 'least-busy', verbose: true });
