@@ -11,6 +11,7 @@ import { describeOptionIssues, flagOption, HostSchema, intOption, optionSpec, Po
 import { externalTarget, startOwnCluster } from './bench-cluster';
 import { printCpu, printFigures } from './bench-report';
 import { PHASES, runBench, type BenchPlan } from './bench-runner';
+import { usageError } from './command-helpers';
 import type { Output } from './output';
 
 export const BENCH_USAGE = `Usage: ronda bench [options]
@@ -66,8 +67,7 @@ export async function benchCommand(argv: string[], output: Output): Promise<numb
     args = result.data;
   } catch (error) {
     if (!(error instanceof ArgsError)) throw error;
-    output.error(`ronda bench: ${error.message}\n\n${BENCH_USAGE}`);
-    return 2;
+    return usageError(output, 'bench', error.message);
   }
   if (args.help) {
     output.line(BENCH_USAGE);

@@ -3,7 +3,9 @@
  * `ronda <command>`: the client's entry point. It only picks the command; each lives in its own
  * module.
  */
+import { closestName } from '../shared/args';
 import { packageVersion } from '../shared/version';
+import { EXIT_USAGE } from './command-helpers';
 import { Output } from './output';
 
 const USAGE = `Usage: ronda <command> [options]
@@ -45,8 +47,10 @@ async function main(): Promise<number> {
   }
   const load = COMMANDS[name];
   if (load === undefined) {
-    output.error(`ronda: unknown command "${name}"\n\n${USAGE}`);
-    return 2;
+    const suggestion = closestName(name, Object.keys(COMMANDS));
+    const meant = suggestion === undefined ? '' : ` (did you mean ${suggestion}?)`;
+    output.error(`ronda: unknown command "${name}"${meant}\nrun "ronda --help" for the commands`);
+    return EXIT_USAGE;
   }
   return (await load())(rest, output);
 }

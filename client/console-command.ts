@@ -18,7 +18,7 @@ Options:
 ${CONNECTION_HELP}`;
 
 export async function consoleCommand(argv: readonly string[], output: Output): Promise<number> {
-  const commandLine = readCommandLine(ConsoleOptionsSchema, argv, output, CONSOLE_USAGE);
+  const commandLine = readCommandLine(ConsoleOptionsSchema, argv, output, { command: 'client', usage: CONSOLE_USAGE });
   if (typeof commandLine === 'number') return commandLine;
   const { options } = commandLine;
 

@@ -21,7 +21,7 @@ Options:
 ${CONNECTION_HELP}`;
 
 export async function resultsCommand(argv: readonly string[], output: Output): Promise<number> {
-  const commandLine = readCommandLine(ResultsOptionsSchema, argv, output, RESULTS_USAGE);
+  const commandLine = readCommandLine(ResultsOptionsSchema, argv, output, { command: 'results', usage: RESULTS_USAGE });
   if (typeof commandLine === 'number') return commandLine;
   const { options } = commandLine;
   const print = (rows: readonly ResultRow[]): number => {

@@ -3,7 +3,7 @@
  * cluster, and turns Ctrl-C / SIGTERM into an orderly shutdown (a second one forces it).
  */
 import path from 'node:path';
-import { loadServerConfig, SERVER_USAGE } from '../shared/config';
+import { loadServerConfig, SERVER_USAGE, SERVER_USAGE_HINT } from '../shared/config';
 import { Logger } from '../shared/logger';
 import { packageVersion } from '../shared/version';
 import { Primary } from './primary';
@@ -13,7 +13,7 @@ const WORKER_SCRIPT = path.join(__dirname, '..', 'worker', 'main.js');
 async function main(): Promise<void> {
   const loaded = loadServerConfig(process.argv.slice(2), process.env);
   if (!loaded.ok) {
-    process.stderr.write(`ronda: ${loaded.message}\n\n${SERVER_USAGE}\n`);
+    process.stderr.write(`ronda: ${loaded.message}\n${SERVER_USAGE_HINT}\n`);
     process.exit(2);
   }
   if (loaded.config.help) {

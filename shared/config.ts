@@ -119,6 +119,9 @@ export const SERVER_USAGE = [
   `  ${'--version, -v'.padEnd(31)}the version of Ronda`,
 ].join('\n');
 
+/** Printed under a bad option's reason, in place of the whole usage, which scrolled it away. */
+export const SERVER_USAGE_HINT = 'run "npm start -- --help" for the options';
+
 export type ConfigResult = { ok: true; config: ServerConfig } | { ok: false; message: string };
 
 /** Reads the primary's configuration; never throws. */

@@ -187,19 +187,33 @@ describe('client one-shot commands (ronda submit / results / stats)', function (
     }
   });
 
-  it('bad usage exits 2 with the reason and the usage; --help exits 0', async function () {
-    const badLimit = await runCli(['results', '--limit', '0']);
-    expect(badLimit.code).to.equal(2);
-    expect(badLimit.stderr).to.match(/^ronda: --limit must be at least 1\n\nUsage: ronda results/);
-    const unknown = await runCli(['submit', '--colour', 'red', 'x']);
-    expect(unknown.code).to.equal(2);
-    expect(unknown.stderr).to.match(/^ronda: unknown option --colour/);
-    const noCommand = await runCli(['frobnicate']);
-    expect(noCommand.code).to.equal(2);
-    expect(noCommand.stderr).to.match(/^ronda: unknown command "frobnicate"/);
-    const help = await runCli(['submit', '--help']);
-    expect(help.code).to.equal(0);
-    expect(help.stdout).to.match(/^Usage: ronda submit/);
+  it('bad usage exits 2 with the reason and a hint where the options are, not the whole usage; --help exits 0', async function () {
+    const cases: [string[], string][] = [
+      [['results', '--limit', '0'], 'ronda: --limit must be at least 1\nrun "ronda results --help" for the options\n'],
+      [['submit', '--colour', 'red', 'x'], 'ronda: unknown option --colour\nrun "ronda submit --help" for the options\n'],
+      [['stats', '--jsn'], 'ronda: unknown option --jsn (did you mean --json?)\nrun "ronda stats --help" for the options\n'],
+      [['stats', 'now'], 'ronda: unexpected argument "now"\nrun "ronda stats --help" for the options\n'],
+      [['client', '--retry=x'], 'ronda: --retry must be a number, not a string\nrun "ronda client --help" for the options\n'],
+      [['bench', '--runs', '0'], 'ronda: --runs must be at least 1\nrun "ronda bench --help" for the options\n'],
+      [['frobnicate'], 'ronda: unknown command "frobnicate"\nrun "ronda --help" for the commands\n'],
+      [['stat'], 'ronda: unknown command "stat" (did you mean stats?)\nrun "ronda --help" for the commands\n'],
+    ];
+    for (const [args, stderr] of cases) {
+      const run = await runCli(args);
+      expect(run.code, args.join(' ')).to.equal(2);
+      expect(run.stderr, args.join(' ')).to.equal(stderr);
+    }
+    const mixed = await runCli(['submit', '-', 'x']);
+    expect(mixed.code).to.equal(2);
+    expect(lines(mixed.stderr)).to.deep.equal([
+      'ronda: "-" (read standard input) cannot be mixed with tasks given as arguments',
+      'run "ronda submit --help" for the options',
+    ]);
+    for (const flag of ['--help', '-h']) {
+      const help = await runCli(['submit', flag]);
+      expect(help.code).to.equal(0);
+      expect(help.stdout).to.match(/^Usage: ronda submit/);
+    }
   });
 });
 
