@@ -4,7 +4,7 @@
  * one exported RONDA_PORT points both at the same place.
  */
 import { z } from 'zod';
-import { ArgsError, parseArgs, withEnvironment, type MergedOptions } from '../shared/args';
+import { ArgsError, camelCase, parseArgs, withEnvironment, type MergedOptions } from '../shared/args';
 import { DEFAULT_HOST, DEFAULT_PORT, describeOptionIssues, flagOption, HostSchema, intOption, optionSpec } from '../shared/config';
 import { DEFAULT_RESULTS_LIMIT, KindSchema, MAX_RESULTS_LIMIT } from '../shared/protocol';
 
@@ -73,6 +73,32 @@ export function parseCommandLine<Schema extends z.ZodObject>(
   const result = schema.safeParse(merged.options);
   if (!result.success) return { ok: false, message: describeOptionIssues(result.error.issues, merged.fromEnvironment) };
   return { ok: true, options: result.data, positionals };
+}
+
+/** Every option of a command that takes a value, so that a value before the command is skipped. */
+const VALUE_OPTIONS: ReadonlySet<string> = new Set(
+  [ConsoleOptionsSchema, SubmitOptionsSchema, ResultsOptionsSchema, StatsOptionsSchema].flatMap((schema) => [
+    ...(optionSpec(schema, VALUE_OPTIONAL).values ?? []),
+  ]),
+);
+
+/**
+ * Splits `ronda [options] [command] [options]` into the command and the rest of its arguments, so
+ * that `ronda --port 5600 stats` is `ronda stats --port 5600`. The command is the first word that
+ * is neither an option nor an option's value (`ronda --token stats` has none); without one, the
+ * command is the console.
+ */
+export function splitCommand(argv: readonly string[]): { command: string | undefined; args: string[] } {
+  for (let i = 0; i < argv.length; i += 1) {
+    const word = argv[i] as string;
+    if (word === '--') break;
+    if (word.startsWith('-') && word !== '-') {
+      if (word.startsWith('--') && !word.includes('=') && VALUE_OPTIONS.has(camelCase(word.slice(2)))) i += 1;
+      continue;
+    }
+    return { command: word, args: [...argv.slice(0, i), ...argv.slice(i + 1)] };
+  }
+  return { command: undefined, args: [...argv] };
 }
 
 /** Where a command connects, for messages: `127.0.0.1:5000`. */

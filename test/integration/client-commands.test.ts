@@ -175,6 +175,20 @@ describe('client one-shot commands (ronda submit / results / stats)', function (
     expect(right.stdout).to.match(/^\[worker 1\] x -> Task 'x' processed by worker 1 /);
   });
 
+  it('takes options before the command as after it; options alone are the console', async function () {
+    const cluster = await startCluster({ args: ['--quiet'] });
+    const port = String(cluster.port);
+    const stats = await runCli(['--port', port, 'stats', '--json']);
+    expect(stats.code, stats.stderr).to.equal(0);
+    expect(replies(stats.stdout)[0]).to.deep.include({ type: 'stats' });
+    const submit = await runCli([`--port=${port}`, 'submit', '--kind', 'hash', 'hola']);
+    expect(submit.code, submit.stderr).to.equal(0);
+    expect(submit.stdout).to.match(/\] hash hola -> b221d9dbb083a7f3/);
+    const consoleRun = await runCli(['--port', port], { input: 'uno\nsalir\n' });
+    expect(consoleRun.code, consoleRun.stderr).to.equal(0);
+    expect(lines(consoleRun.stdout)[0]).to.equal(`connected to 127.0.0.1:${port}: 3 worker(s), task kinds text, hash, sleep, fib.`);
+  });
+
   it('--version and -v print the package version, for the client and for the server', async function () {
     const { version } = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
     for (const args of [['--version'], ['-v']]) {

@@ -5,6 +5,7 @@ import {
   parseCommandLine,
   ResultsOptionsSchema,
   StatsOptionsSchema,
+  splitCommand,
   SubmitOptionsSchema,
 } from '../../client/cli-options';
 
@@ -76,5 +77,19 @@ describe('client options (client/cli-options.ts)', function () {
     const parsed = parseCommandLine(SubmitOptionsSchema, ['a', '--kind', 'hash', 'b', '--json', '--', '--c'], {});
     expect(parsed.ok && parsed.positionals).to.deep.equal(['a', 'b', '--c']);
     expect(parsed.ok && parsed.options).to.deep.include({ kind: 'hash', json: true });
+  });
+
+  it('finds the command after options, never taking an option\'s value for it', function () {
+    expect(splitCommand(['--port', '5600', 'stats', '--json'])).to.deep.equal({ command: 'stats', args: ['--port', '5600', '--json'] });
+    expect(splitCommand(['stats', '--port', '5600'])).to.deep.equal({ command: 'stats', args: ['--port', '5600'] });
+    expect(splitCommand(['--port=5600', '--retry', 'client'])).to.deep.equal({ command: 'client', args: ['--port=5600', '--retry'] });
+    // A value that happens to be a command's name is still the value.
+    expect(splitCommand(['--token', 'stats'])).to.deep.equal({ command: undefined, args: ['--token', 'stats'] });
+    expect(splitCommand(['--host', 'results', '--port', '1', 'submit', 'x'])).to.deep.equal({
+      command: 'submit',
+      args: ['--host', 'results', '--port', '1', 'x'],
+    });
+    expect(splitCommand(['--port', '5600'])).to.deep.equal({ command: undefined, args: ['--port', '5600'] });
+    expect(splitCommand([])).to.deep.equal({ command: undefined, args: [] });
   });
 });
