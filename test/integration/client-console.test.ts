@@ -80,7 +80,7 @@ describe('client console (ronda client) driven through stdin', function () {
     const cluster = await startCluster({ args: ['--quiet'] });
     const input = [
       'hola', ':hash hola', ':sleep 300', ':fib 20', ':submit sleep {"ms":5}', ':stats', ':nope 1', ':fib 99',
-      'SALIR', 'never sent', '',
+      ':sleep abc', ':submit fib {n:25}', 'SALIR', 'never sent', '',
     ].join('\n');
     const cli = startCli(['client', '--port', String(cluster.port)], { input });
     const run = await cli.result();
@@ -95,14 +95,20 @@ describe('client console (ronda client) driven through stdin', function () {
     expect(line(/^\[worker 3\] sleep \{"ms":300\} -> \{"sleptMs":300\} \(\d+ ms\)$/)).to.have.length(1);
     expect(line(/^\[worker 1\] fib \{"n":20\} -> 6765 \(/)).to.have.length(1);
     expect(line(/^\[worker 2\] sleep \{"ms":5\} -> \{"sleptMs":5\} \(/)).to.have.length(1);
-    expect(line(/ fib \{"n":99\} -> failed BAD_PAYLOAD: payload\.n must be at most 40/)).to.have.length(1);
+    // Refused by the console itself, before anything is sent: no reply line for them.
+    expect(line(/fib \{"n":99\}|sleep abc|fib \{n:25\}/)).to.deep.equal([]);
     const statsHeader = out.findIndex((l) => /^worker\s+pid\s+state\s+done\s+failed\s+in flight\s+restarts\s+uptime$/.test(l));
     expect(statsHeader).to.be.greaterThan(0);
     expect(out.slice(statsHeader + 1, statsHeader + 4).map((l) => l.trim().split(/\s+/)[0])).to.deep.equal(['1', '2', '3']);
     expect(out[statsHeader + 4]).to.match(/^queued \d+, accepted \d+, 1 client connected, server up \d+s$/);
-    expect(lines(run.stderr)).to.deep.equal([
+    const refusals = lines(run.stderr);
+    expect(refusals.slice(0, 3)).to.deep.equal([
       'unknown command or task kind ":nope" (the server knows: text, hash, sleep, fib); type :help',
+      ':fib takes a whole number n from 0 to 40, not "99"; e.g. :fib 30',
+      ':sleep takes a whole number of milliseconds from 0 to 60000, not "abc"; e.g. :sleep 500',
     ]);
+    expect(refusals[3]).to.match(/^:submit fib: the payload is not JSON \(.+\); e\.g\. :submit fib \{"n":30\}$/);
+    expect(refusals).to.have.length(4);
     expect(run.stdout).to.not.include('never sent');
     const stored = await readRows(path.join(cluster.dataDir, 'worker1.db'));
     expect(stored.map((row) => row.task)).to.include('hola');
