@@ -11,10 +11,13 @@ import type { Column } from './output';
 /** Longest task or result text shown in a table cell before it is cut with an ellipsis. */
 export const MAX_CELL_CHARS = 48;
 
-/** A task as a person would type it: the text itself, or `kind payload`. */
+/** Longest task shown in a reply line; a task of a megabyte would otherwise be printed back whole. */
+export const MAX_LABEL_CHARS = 120;
+
+/** A task as a person would type it: the text itself, or `kind payload`, cut to MAX_LABEL_CHARS. */
 export function describeTask(kind: string, payload: unknown): string {
-  if (kind === 'text' && typeof payload === 'string') return payload;
-  return `${kind} ${typeof payload === 'string' ? payload : JSON.stringify(payload)}`;
+  if (kind === 'text' && typeof payload === 'string') return truncate(payload, MAX_LABEL_CHARS);
+  return truncate(`${kind} ${typeof payload === 'string' ? payload : JSON.stringify(payload)}`, MAX_LABEL_CHARS);
 }
 
 /** A result as text: strings as they are (the seed's results), anything else as JSON. */

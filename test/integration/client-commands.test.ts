@@ -5,7 +5,8 @@ import path from 'node:path';
 import { cliEnv, lines, runCli, stopClis, unusedPort } from '../helpers/cli';
 import { makeTempDir, PRIMARY_SCRIPT, ROOT, startCluster, stopClusters } from '../helpers/cluster';
 import { readRows } from '../helpers/db';
-import { ResultRowSchema, ServerMessageSchema } from '../../shared/protocol';
+import { RondaError } from '../../shared/errors';
+import { MAX_LINE_BYTES, ResultRowSchema, ServerMessageSchema } from '../../shared/protocol';
 
 /** Each line parsed as the server's message schema says it must be. */
 const replies = (text: string) => lines(text).map((line) => ServerMessageSchema.parse(JSON.parse(line)));
@@ -88,6 +89,42 @@ describe('client one-shot commands (ronda submit / results / stats)', function (
     let stored = 0;
     for (const slot of [1, 2, 3]) stored += (await readRows(path.join(cluster.dataDir, `worker${slot}.db`))).length;
     expect(stored).to.equal(1002);
+  });
+
+  it('refuses a task whose line would pass 1 MiB without sending it; the others on the connection go on', async function () {
+    const cluster = await startCluster({ args: ['--quiet'] });
+    const big = 'x'.repeat(2 * 1024 * 1024);
+    const run = await runCli(['submit', '--port', String(cluster.port)], { input: `small1\n${big}\nsmall2\nsmall3\n` });
+    expect(run.code).to.equal(1);
+    expect(run.stderr).to.equal('');
+    const out = lines(run.stdout);
+    expect(out).to.have.length(4);
+    expect(out[0]).to.match(/\] small1 -> Task 'small1' processed by worker \d/);
+    expect(out[1]).to.match(
+      /^\[ {3}-- {3}\] x{20,}… -> refused LINE_TOO_LONG: the task's message is 2097\d{3} bytes, over the server's limit of 1048576 \(1 MiB\) per line; it was not sent$/,
+    );
+    expect(out[1]?.length).to.be.below(300);
+    expect(out[2]).to.match(/\] small2 -> Task 'small2' processed by worker \d/);
+    expect(out[3]).to.match(/\] small3 -> Task 'small3' processed by worker \d/);
+  });
+
+  it('measures the line in UTF-8 bytes as the server does: exactly 1 MiB is sent, one byte more is not', async function () {
+    const cluster = await startCluster({ args: ['--quiet'] });
+    const connection = await cluster.connect();
+    const payload = (extraBytes: number, id: string): string => {
+      const overhead = Buffer.byteLength(JSON.stringify({ type: 'submit', id, kind: 'hash', payload: '' }));
+      const room = MAX_LINE_BYTES - overhead + extraBytes;
+      // Two-byte characters, so that counting characters instead of bytes would be far off.
+      return 'é'.repeat(Math.floor(room / 2)) + 'a'.repeat(room % 2);
+    };
+    const atLimit = await connection.submit('hash', payload(0, 'b1'), { id: 'b1' });
+    expect(atLimit.type).to.equal('done');
+    let refused: unknown;
+    await connection.submit('hash', payload(1, 'b2'), { id: 'b2' }).catch((error: unknown) => (refused = error));
+    expect(refused).to.be.instanceOf(RondaError);
+    expect((refused as RondaError).code).to.equal('LINE_TOO_LONG');
+    expect(connection.closed).to.equal(false);
+    expect((await connection.submit('text', 'after')).type).to.equal('done');
   });
 
   it('stats and results print tables or JSON; results --data-dir reads the files with no server', async function () {

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { Chalk } from 'chalk';
 import { PassThrough } from 'node:stream';
-import { describeTask, formatDuration, formatMs, formatReply, formatStoredResult, truncate } from '../../client/format';
+import { describeTask, formatDuration, formatMs, formatReply, formatStoredResult, MAX_LABEL_CHARS, truncate } from '../../client/format';
 import { Output } from '../../client/output';
 import { showResults, showStats } from '../../client/views';
 import { paintSlot } from '../../shared/logger';
@@ -52,6 +52,9 @@ describe('client presentation (client/format.ts, client/output.ts)', function ()
   it('formats tasks, times and long cells for people', function () {
     expect(describeTask('text', 'hola')).to.equal('hola');
     expect(describeTask('sleep', { ms: 5 })).to.equal('sleep {"ms":5}');
+    // A task of a megabyte is not printed back whole in its reply line.
+    expect(describeTask('text', 'x'.repeat(2_000_000))).to.equal(`${'x'.repeat(MAX_LABEL_CHARS - 1)}…`);
+    expect(describeTask('hash', 'y'.repeat(500))).to.have.length(MAX_LABEL_CHARS);
     expect(formatMs(0.4)).to.equal('0.40 ms');
     expect(formatMs(250.4)).to.equal('250 ms');
     expect(formatMs(1500)).to.equal('1.50 s');
