@@ -88,6 +88,8 @@ export function resultColumns(chalk: ChalkInstance): Column<ResultRow>[] {
     { header: 'task id', value: (row) => truncate(row.task_id, 24) },
     { header: 'kind', value: (row) => row.kind },
     { header: 'task', value: (row) => truncate(row.task) },
+    // In words as well as in red: with NO_COLOR, or piped, the red is gone.
+    { header: 'status', value: (row) => (row.status === 'done' ? row.status : chalk.red(row.status)) },
     {
       header: 'result',
       value: (row) => {
@@ -97,6 +99,23 @@ export function resultColumns(chalk: ChalkInstance): Column<ResultRow>[] {
     },
     { header: 'time (UTC)', value: (row) => formatTime(row.timestamp) },
   ];
+}
+
+/** The worker files of these slots, runs as a range: `worker1.db to worker3.db, worker5.db`. */
+export function describeWorkerFiles(slots: readonly number[]): string {
+  const sorted = [...new Set(slots)].sort((a, b) => a - b);
+  const runs: [number, number][] = [];
+  for (const slot of sorted) {
+    const last = runs[runs.length - 1];
+    if (last !== undefined && slot === last[1] + 1) last[1] = slot;
+    else runs.push([slot, slot]);
+  }
+  return runs
+    .flatMap(([first, end]) => {
+      if (end - first >= 2) return [`worker${first}.db to worker${end}.db`];
+      return first === end ? [`worker${first}.db`] : [`worker${first}.db`, `worker${end}.db`];
+    })
+    .join(', ');
 }
 
 export function statsColumns(chalk: ChalkInstance): Column<WorkerStats>[] {

@@ -161,7 +161,7 @@ describe('client one-shot commands (ronda submit / results / stats)', function (
     const onlyTwo = await runCli(['results', ...port, '--json', '--worker', '2']);
     expect(rowsOf(onlyTwo.stdout).map((row) => row.task).sort()).to.deep.equal(['r2', 'r5']);
     const asTable = await runCli(['results', ...port, '--limit', '6']);
-    expect(lines(asTable.stdout)[0]).to.match(/^worker\s+task id\s+kind\s+task\s+result\s+time \(UTC\)$/);
+    expect(lines(asTable.stdout)[0]).to.match(/^worker\s+task id\s+kind\s+task\s+status\s+result\s+time \(UTC\)$/);
     expect(lines(asTable.stdout)).to.have.length(7);
 
     await cluster.kill('SIGTERM');
@@ -172,6 +172,18 @@ describe('client one-shot commands (ronda submit / results / stats)', function (
     for (const row of offlineRows) expect(row.result).to.equal(`Task '${row.task}' processed by worker ${row.worker}`);
     const offlineWorker = await runCli(['results', '--data-dir', dataDir, '--worker', '3', '--json']);
     expect(rowsOf(offlineWorker.stdout).map((row) => row.task).sort()).to.deep.equal(['r3', 'r6']);
+
+    const noSuchWorker = await runCli(['results', '--data-dir', dataDir, '--worker', '9']);
+    expect(noSuchWorker.code).to.equal(1);
+    expect(lines(noSuchWorker.stderr)).to.deep.equal([`ronda: ${dataDir} has no worker9.db (it has worker1.db to worker3.db)`]);
+    const emptyDir = await makeTempDir();
+    tempDirs.push(emptyDir);
+    const wrongDir = await runCli(['results', '--data-dir', emptyDir]);
+    expect(wrongDir.code).to.equal(1);
+    expect(wrongDir.stdout).to.equal('');
+    expect(lines(wrongDir.stderr)).to.deep.equal([
+      `ronda: ${emptyDir} has no worker databases (workerN.db); is it the cluster's --data-dir?`,
+    ]);
   });
 
   it('with no server: one clear line on stderr, exit code 1, no stack trace, for every command', async function () {

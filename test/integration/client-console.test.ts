@@ -118,7 +118,7 @@ describe('client console (ronda client) driven through stdin', function () {
     const second = await startCli(['client', '--port', String(cluster.port)], { input: ':results 2 --worker 1\n:results 3\nexit\n' }).result();
     expect(second.code, second.stderr).to.equal(0);
     const tables = lines(second.stdout).slice(1);
-    expect(tables.filter((l) => /^worker\s+task id\s+kind\s+task\s+result\s+time \(UTC\)$/.test(l))).to.have.length(2);
+    expect(tables.filter((l) => /^worker\s+task id\s+kind\s+task\s+status\s+result\s+time \(UTC\)$/.test(l))).to.have.length(2);
     expect(tables.filter((l) => /^\s+1\s/.test(l)).length).to.be.at.least(2);
     expect(tables).to.have.length(2 + 2 + 3);
   });
