@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { rm, writeFile } from 'node:fs/promises';
 import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
-import { lines, startCli, stopClis } from '../helpers/cli';
+import { lines, startCli, stopClis, unusedPort } from '../helpers/cli';
 import { CLI_SCRIPT, makeTempDir, startCluster, stopClusters, until } from '../helpers/cluster';
 import { readRows } from '../helpers/db';
 import { paintSlot } from '../../shared/logger';
@@ -177,6 +177,37 @@ describe('client console (ronda client) driven through stdin', function () {
     expect(run.stdout).to.match(/\] dos -> Task 'dos' processed by worker \d/);
     expect(run.stderr).to.equal('');
     expect(run.stdout).to.not.match(/reconnect/);
+  });
+
+  it('--retry also waits for the first connection, counting the attempts, until the server is up', async function () {
+    const port = await unusedPort();
+    const cli = startCli(['client', '--port', String(port), '--retry']);
+    await cli.waitFor(/^connecting to 127\.0\.0\.1:\d+ \(attempt 2\/20\)$/m);
+    await startCluster({ args: ['--quiet'], port });
+    await cli.waitFor(/^connected to 127\.0\.0\.1:\d+: 3 worker\(s\)/m);
+    cli.write('uno\nsalir\n');
+    const run = await cli.result();
+    expect(run.code, run.stderr).to.equal(0);
+    expect(run.stderr).to.equal('');
+    expect(run.stdout).to.match(/\] uno -> Task 'uno' processed by worker 1/);
+    expect(run.stdout).to.not.match(/attempt 1\//);
+  });
+
+  it('--retry on the first connection stops on Ctrl-C, or after its attempts, with one line and exit code 1', async function () {
+    const port = await unusedPort();
+    const waiting = startCli(['client', '--port', String(port), '--retry']);
+    await waiting.waitFor(/\(attempt 2\/20\)/);
+    waiting.process.kill('SIGINT');
+    const stopped = await waiting.result(5_000);
+    expect(stopped.code).to.equal(1);
+    expect(lines(stopped.stderr)).to.deep.equal([`ronda: stopped connecting to 127.0.0.1:${port}`]);
+
+    const run = await startCli(['client', '--port', String(port), '--retry=2']).result();
+    expect(run.code).to.equal(1);
+    expect(lines(run.stdout)).to.deep.equal([`connecting to 127.0.0.1:${port} (attempt 2/2)`]);
+    expect(lines(run.stderr)).to.deep.equal([
+      `ronda: gave up connecting: cannot connect to 127.0.0.1:${port}: no server is listening there (start one with: npm start)`,
+    ]);
   });
 
   it('--retry=N gives up after N attempts with one line and exit code 1', async function () {
