@@ -7,10 +7,11 @@
 import os from 'node:os';
 import { z } from 'zod';
 import { ArgsError, parseArgs } from '../shared/args';
-import { describeOptionIssues, flagOption, HostSchema, intOption, PortSchema } from '../shared/config';
+import { describeOptionIssues, flagOption, HostSchema, intOption, optionSpec, PortSchema } from '../shared/config';
 import { externalTarget, startOwnCluster } from './bench-cluster';
 import { printCpu, printFigures } from './bench-report';
 import { PHASES, runBench, type BenchPlan } from './bench-runner';
+import { usageError } from './command-helpers';
 import type { Output } from './output';
 
 export const BENCH_USAGE = `Usage: ronda bench [options]
@@ -59,15 +60,14 @@ type BenchArgs = z.infer<typeof BenchArgsSchema>;
 export async function benchCommand(argv: string[], output: Output): Promise<number> {
   let args: BenchArgs;
   try {
-    const parsed = parseArgs(argv, new Set(['quick', 'json', 'help']));
+    const parsed = parseArgs(argv, optionSpec(BenchArgsSchema));
     if (parsed.positionals.length > 0) throw new ArgsError(`unexpected argument "${parsed.positionals[0]}"`);
     const result = BenchArgsSchema.safeParse(parsed.options);
     if (!result.success) throw new ArgsError(describeOptionIssues(result.error.issues));
     args = result.data;
   } catch (error) {
     if (!(error instanceof ArgsError)) throw error;
-    output.error(`ronda bench: ${error.message}\n\n${BENCH_USAGE}`);
-    return 2;
+    return usageError(output, 'bench', error.message);
   }
   if (args.help) {
     output.line(BENCH_USAGE);

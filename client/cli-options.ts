@@ -4,8 +4,8 @@
  * one exported RONDA_PORT points both at the same place.
  */
 import { z } from 'zod';
-import { ArgsError, parseArgs, withEnvironment } from '../shared/args';
-import { DEFAULT_HOST, DEFAULT_PORT, describeOptionIssues, flagOption, HostSchema, intOption } from '../shared/config';
+import { ArgsError, camelCase, parseArgs, withEnvironment, type MergedOptions } from '../shared/args';
+import { DEFAULT_HOST, DEFAULT_PORT, describeOptionIssues, flagOption, HostSchema, intOption, optionSpec } from '../shared/config';
 import { DEFAULT_RESULTS_LIMIT, KindSchema, MAX_RESULTS_LIMIT } from '../shared/protocol';
 
 /** Connection attempts `--retry` makes after the server goes away (about 35 s with the backoff). */
@@ -49,30 +49,56 @@ export type ResultsOptions = z.infer<typeof ResultsOptionsSchema>;
 export const StatsOptionsSchema = z.strictObject({ ...AddressShape, json: flagOption.default(false) });
 export type StatsOptions = z.infer<typeof StatsOptionsSchema>;
 
-/** Names of options that take no value. */
-export const CLIENT_FLAGS: ReadonlySet<string> = new Set(['help', 'json', 'retry']);
+/** Options that are flags although their schema is not flagOption: `--retry` alone or `--retry=3`. */
+const VALUE_OPTIONAL = ['retry'];
 
 export type ParsedCommandLine<T> = { ok: true; options: T; positionals: string[] } | { ok: false; message: string };
 
 /** Parses argv against `schema`; never throws. A bad value is named by its option and rule. */
-export function parseCommandLine<Schema extends z.ZodType>(
+export function parseCommandLine<Schema extends z.ZodObject>(
   schema: Schema,
   argv: readonly string[],
   env: NodeJS.ProcessEnv,
 ): ParsedCommandLine<z.output<Schema>> {
-  let options: Record<string, string | true>;
+  let merged: MergedOptions;
   let positionals: string[];
   try {
-    const parsed = parseArgs(argv, CLIENT_FLAGS);
-    options = withEnvironment(parsed.options, ENVIRONMENT_OPTIONS, env);
+    const parsed = parseArgs(argv, optionSpec(schema, VALUE_OPTIONAL));
+    merged = withEnvironment(parsed.options, ENVIRONMENT_OPTIONS, env);
     positionals = parsed.positionals;
   } catch (error) {
     if (error instanceof ArgsError) return { ok: false, message: error.message };
     throw error;
   }
-  const result = schema.safeParse(options);
-  if (!result.success) return { ok: false, message: describeOptionIssues(result.error.issues) };
+  const result = schema.safeParse(merged.options);
+  if (!result.success) return { ok: false, message: describeOptionIssues(result.error.issues, merged.fromEnvironment) };
   return { ok: true, options: result.data, positionals };
+}
+
+/** Every option of a command that takes a value, so that a value before the command is skipped. */
+const VALUE_OPTIONS: ReadonlySet<string> = new Set(
+  [ConsoleOptionsSchema, SubmitOptionsSchema, ResultsOptionsSchema, StatsOptionsSchema].flatMap((schema) => [
+    ...(optionSpec(schema, VALUE_OPTIONAL).values ?? []),
+  ]),
+);
+
+/**
+ * Splits `ronda [options] [command] [options]` into the command and the rest of its arguments, so
+ * that `ronda --port 5600 stats` is `ronda stats --port 5600`. The command is the first word that
+ * is neither an option nor an option's value (`ronda --token stats` has none); without one, the
+ * command is the console.
+ */
+export function splitCommand(argv: readonly string[]): { command: string | undefined; args: string[] } {
+  for (let i = 0; i < argv.length; i += 1) {
+    const word = argv[i] as string;
+    if (word === '--') break;
+    if (word.startsWith('-') && word !== '-') {
+      if (word.startsWith('--') && !word.includes('=') && VALUE_OPTIONS.has(camelCase(word.slice(2)))) i += 1;
+      continue;
+    }
+    return { command: word, args: [...argv.slice(0, i), ...argv.slice(i + 1)] };
+  }
+  return { command: undefined, args: [...argv] };
 }
 
 /** Where a command connects, for messages: `127.0.0.1:5000`. */

@@ -3,16 +3,23 @@
  * `ronda <command>`: the client's entry point. It only picks the command; each lives in its own
  * module.
  */
+import { closestName } from '../shared/args';
+import { packageVersion } from '../shared/version';
+import { splitCommand } from './cli-options';
+import { EXIT_USAGE } from './command-helpers';
 import { Output } from './output';
 
-const USAGE = `Usage: ronda <command> [options]
+const USAGE = `Usage: ronda [options] <command> [options]      (options before or after the command)
 
 Commands:
   client              interactive console (the default)
   submit <task...>    submit tasks and print their results (- reads one task per line)
   results             the latest stored results
   stats               the workers and their counters
-  bench               measure throughput, latency and recovery`;
+  bench               measure throughput, latency and recovery
+
+  ronda <command> --help   that command's options
+  ronda --version          the version of Ronda`;
 
 type Command = (argv: string[], output: Output) => Promise<number>;
 
@@ -28,19 +35,25 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
 async function main(): Promise<number> {
   const output = new Output();
   const argv = process.argv.slice(2);
-  // `ronda --port 5001` is the console with options, like `ronda` alone.
-  const consoleOptions = argv[0]?.startsWith('--') === true && argv[0] !== '--help';
-  const [name = 'client', ...rest] = consoleOptions ? ['client', ...argv] : argv;
-  if (name === '--help' || name === '-h' || name === 'help') {
+  const first = argv[0];
+  if (first === '--help' || first === '-h' || first === 'help') {
     output.line(USAGE);
     return 0;
   }
+  if (first === '--version' || first === '-v') {
+    output.line(packageVersion());
+    return 0;
+  }
+  // Options may come before the command (`ronda --port 5600 stats`); options alone are the console.
+  const { command: name = 'client', args } = splitCommand(argv);
   const load = COMMANDS[name];
   if (load === undefined) {
-    output.error(`ronda: unknown command "${name}"\n\n${USAGE}`);
-    return 2;
+    const suggestion = closestName(name, Object.keys(COMMANDS));
+    const meant = suggestion === undefined ? '' : ` (did you mean ${suggestion}?)`;
+    output.error(`ronda: unknown command "${name}"${meant}\nrun "ronda --help" for the commands`);
+    return EXIT_USAGE;
   }
-  return (await load())(rest, output);
+  return (await load())(args, output);
 }
 
 /** A person sees one line, never a stack trace, whatever goes wrong. */

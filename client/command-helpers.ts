@@ -12,31 +12,44 @@ export const EXIT_USAGE = 2;
 
 export type CommandLine<T> = { options: T; positionals: string[] };
 
+export interface CommandUsage {
+  /** The command's name, for the hint: `submit`. */
+  command: string;
+  /** The whole usage text, printed on --help. */
+  usage: string;
+  /** Whether the command takes words that are not options (tasks); otherwise one is an error. */
+  positionals?: boolean;
+}
+
 /**
- * Parses the command's options; on a bad option prints it with the usage and returns the exit
+ * Parses the command's options; on a bad option prints the reason and a hint and returns the exit
  * code, on --help prints the usage and returns 0.
  */
-export function readCommandLine<Schema extends z.ZodType<{ help: boolean }>>(
+export function readCommandLine<Schema extends z.ZodObject & z.ZodType<{ help: boolean }>>(
   schema: Schema,
   argv: readonly string[],
   output: Output,
-  usage: string,
-  { positionals = false }: { positionals?: boolean } = {},
+  { command, usage, positionals = false }: CommandUsage,
 ): CommandLine<z.output<Schema>> | number {
   const parsed = parseCommandLine(schema, argv, process.env);
-  if (!parsed.ok) {
-    output.error(`ronda: ${parsed.message}\n\n${usage}`);
-    return EXIT_USAGE;
-  }
+  if (!parsed.ok) return usageError(output, command, parsed.message);
   if (parsed.options.help) {
     output.line(usage);
     return EXIT_OK;
   }
   if (!positionals && parsed.positionals.length > 0) {
-    output.error(`ronda: unexpected argument "${parsed.positionals[0]}"\n\n${usage}`);
-    return EXIT_USAGE;
+    return usageError(output, command, `unexpected argument "${parsed.positionals[0]}"`);
   }
   return { options: parsed.options, positionals: parsed.positionals };
+}
+
+/**
+ * Prints a usage error as the reason and where to read the options, and returns EXIT_USAGE. Not
+ * the whole usage: its twenty lines scrolled the one line that said what was wrong out of sight.
+ */
+export function usageError(output: Output, command: string, message: string): number {
+  output.error(`ronda: ${message}\nrun "ronda ${command} --help" for the options`);
+  return EXIT_USAGE;
 }
 
 /**

@@ -7,6 +7,7 @@ import net from 'node:net';
 import { describeIssues, ErrorCode, RondaError, type ErrorData } from '../shared/errors';
 import { LineSplitter } from '../shared/framing';
 import {
+  MAX_LINE_BYTES,
   ResultsQuerySchema,
   ServerMessageSchema,
   type DoneReply,
@@ -185,8 +186,19 @@ export class RondaConnection extends EventEmitter {
         reject(new RondaError(ErrorCode.DUPLICATE_ID, `id "${id}" is already in flight`));
         return;
       }
+      const timeout = options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs };
+      const line = JSON.stringify({ type: 'submit', id, kind, payload, ...timeout });
+      // Refused here: the server answers a line over its limit by closing the connection, which
+      // would lose every other task in flight on it. A UTF-16 unit is at most 3 UTF-8 bytes, so a
+      // short line (every line of a benchmark) is not measured at all.
+      const bytes = line.length * 3 > MAX_LINE_BYTES ? Buffer.byteLength(line, 'utf8') : line.length;
+      if (bytes > MAX_LINE_BYTES) {
+        const limit = `${MAX_LINE_BYTES} (${MAX_LINE_BYTES / (1024 * 1024)} MiB)`;
+        reject(new RondaError(ErrorCode.LINE_TOO_LONG, `the task's message is ${bytes} bytes, over the server's limit of ${limit} per line; it was not sent`));
+        return;
+      }
       this.submits.set(id, { resolve, reject });
-      this.write({ type: 'submit', id, kind, payload, ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }) });
+      this.writeLine(line);
     });
   }
 
@@ -231,6 +243,10 @@ export class RondaConnection extends EventEmitter {
   }
 
   private write(message: object): void {
+    this.writeLine(JSON.stringify(message));
+  }
+
+  private writeLine(line: string): void {
     if (this.closed) {
       queueMicrotask(() => this.rejectAll(this.closedError ?? new RondaError(ErrorCode.INTERNAL, 'connection closed')));
       return;
@@ -238,7 +254,7 @@ export class RondaConnection extends EventEmitter {
     // One write per turn of the event loop, not per message: a syscall (and a wakeup of the
     // server) per task cost more CPU than the task itself when many are submitted at once.
     if (this.outgoing === '') process.nextTick(() => this.flushOutgoing());
-    this.outgoing += `${JSON.stringify(message)}\n`;
+    this.outgoing += `${line}\n`;
   }
 
   private flushOutgoing(): void {

@@ -2,10 +2,12 @@
  * `ronda client` (and `npm run client`): the interactive console. Wires the prompt, the session
  * and the output together; the behaviour lives in console-session.ts and console-line.ts.
  */
-import { addressOf, CONNECTION_HELP, ConsoleOptionsSchema } from './cli-options';
+import { RondaError } from '../shared/errors';
+import { addressOf, CONNECTION_HELP, ConsoleOptionsSchema, type ConsoleOptions } from './cli-options';
 import { EXIT_FAILED, readCommandLine } from './command-helpers';
+import { RondaConnection } from './connection';
 import { ConsoleSession } from './console-session';
-import { openConnection, type OpenedConnection } from './open-connection';
+import { describeConnectError, openConnection, opened, type OpenedConnection } from './open-connection';
 import type { Output } from './output';
 import { Prompt } from './prompt';
 
@@ -14,18 +16,19 @@ export const CONSOLE_USAGE = `Usage: ronda client [options]       (or: npm run c
 Type a task and press Enter; results print as they arrive. :help lists the commands.
 
 Options:
-  --retry[=n]       when the server goes away, reconnect (up to n attempts, 20 by default)
+  --retry[=n]       wait for the server to be up, and reconnect when it goes away
+                    (up to n attempts each time, 20 by default: about 35 s; Ctrl-C stops)
 ${CONNECTION_HELP}`;
 
 export async function consoleCommand(argv: readonly string[], output: Output): Promise<number> {
-  const commandLine = readCommandLine(ConsoleOptionsSchema, argv, output, CONSOLE_USAGE);
+  const commandLine = readCommandLine(ConsoleOptionsSchema, argv, output, { command: 'client', usage: CONSOLE_USAGE });
   if (typeof commandLine === 'number') return commandLine;
   const { options } = commandLine;
 
   let opened: OpenedConnection;
   let workers: number;
   try {
-    opened = await openConnection(options);
+    opened = await connectFirst(options, output);
     workers = (await opened.connection.stats()).workers.length;
   } catch (error) {
     output.error(`ronda: ${error instanceof Error ? error.message : String(error)}`);
@@ -48,4 +51,45 @@ export async function consoleCommand(argv: readonly string[], output: Output): P
   // A paused TTY stdin can still hold the process open.
   process.stdin.unref?.();
   return code;
+}
+
+/**
+ * The console's first connection. With --retry the server may not be up yet (it is being started
+ * in another terminal): try as a reconnect does, counting the attempts, until Ctrl-C. A refused
+ * token is not tried again. Rejects with an error whose message is ready to print.
+ */
+async function connectFirst(options: ConsoleOptions, output: Output): Promise<OpenedConnection> {
+  if (options.retry === 0) return openConnection(options);
+  let interrupted = false;
+  let stop = (): void => undefined;
+  const stopped = new Promise<void>((resolve) => (stop = resolve));
+  const onSignal = (): void => {
+    interrupted = true;
+    stop();
+  };
+  // Without it Ctrl-C would kill the process mid-sentence; with it, the attempt under way (at most
+  // its connect timeout) ends and no other is made.
+  process.once('SIGINT', onSignal);
+  const { host, port, token } = options;
+  try {
+    const connection = await RondaConnection.connectWithRetry(
+      { host, port, token, hello: true },
+      {
+        attempts: options.retry,
+        cancel: stopped,
+        onAttempt: (attempt, attempts) => {
+          // The first attempt is no news; the count starts when there is something to wait for.
+          if (attempt > 1) output.line(output.chalk.yellow(`connecting to ${addressOf(options)} (attempt ${attempt}/${attempts})`));
+        },
+      },
+    );
+    return opened(connection);
+  } catch (error) {
+    if (interrupted) throw new Error(`stopped connecting to ${addressOf(options)}`);
+    const reason = describeConnectError(error, options);
+    // A server that answered and refused (the token) was reached: nothing was given up on.
+    throw new Error(error instanceof RondaError ? reason : `gave up connecting: ${reason}`);
+  } finally {
+    process.off('SIGINT', onSignal);
+  }
 }

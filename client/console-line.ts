@@ -4,8 +4,9 @@
  */
 import { z } from 'zod';
 import { ArgsError, parseArgs } from '../shared/args';
-import { describeOptionIssues, intOption } from '../shared/config';
+import { describeOptionIssues, intOption, optionSpec } from '../shared/config';
 import { DEFAULT_RESULTS_LIMIT, KindSchema, MAX_RESULTS_LIMIT } from '../shared/protocol';
+import { BUILTIN_PAYLOAD_SCHEMAS, readPayload, type PayloadSchemas } from './console-payload';
 import { describeTask } from './format';
 
 export type ConsoleAction =
@@ -23,6 +24,7 @@ export const CONSOLE_HELP = `Type a line to run it as a text task; results print
   :fib <n>                      naive Fibonacci (CPU work), e.g. :fib 30
   :submit <kind> <json>         any kind with its payload, e.g. :submit sleep {"ms":200}
   :<kind> <json>                the same, for a kind the server loaded with --handlers
+                                (one that takes text or one number takes it bare: :upper hola)
   :results [n] [--worker k]     the latest n stored results (all workers, or worker k)
   :stats                        each worker: pid, state, done, in flight, restarts, uptime
   :help                         this text
@@ -36,9 +38,10 @@ const ResultsCommandSchema = z.strictObject({
 });
 
 /**
- * The payload for `kind` written as `text`: `:sleep 500` means {ms: 500} and `:fib 30` means
- * {n: 30}; `text` and `hash` take the text itself; other kinds take JSON, or the text when it is
- * not JSON.
+ * The payload for `kind` written as `text`, leniently, for `ronda submit`: `500` means {ms: 500}
+ * for sleep and {n: 500} for fib; `text` and `hash` take the text itself; other kinds take JSON,
+ * or the text when it is not JSON. The server judges the result (the console checks more, in
+ * console-payload.ts, because a person is there to retype).
  */
 export function taskPayload(kind: string, text: string): unknown {
   const integer = /^\d+$/.test(text) ? Number(text) : undefined;
@@ -55,8 +58,11 @@ export function taskPayload(kind: string, text: string): unknown {
 /**
  * @param kinds the kinds the server said it knows, so that a mistyped command is caught here
  *   instead of being sent as a task of an unknown kind.
+ * @param schemas the JSON Schemas of their payloads from the server's hello, so that a payload
+ *   that cannot be right is explained here instead of being sent (undefined: an older server;
+ *   the built-in kinds' are known).
  */
-export function parseConsoleLine(line: string, kinds?: ReadonlySet<string>): ConsoleAction {
+export function parseConsoleLine(line: string, kinds?: ReadonlySet<string>, schemas?: PayloadSchemas): ConsoleAction {
   const text = line.trim();
   if (text === '') return { type: 'empty' };
   if (QUIT_WORDS.test(text)) return { type: 'quit' };
@@ -77,20 +83,31 @@ export function parseConsoleLine(line: string, kinds?: ReadonlySet<string>): Con
     case 'submit': {
       const submit = /^(\S+)\s+(.+)$/s.exec(rest);
       if (submit === null) return invalid('usage: :submit <kind> <json>, e.g. :submit fib {"n":25}');
-      return checkedTask(submit[1] ?? '', submit[2] ?? '', kinds);
+      const kind = submit[1] ?? '';
+      return checkedTask(kind, submit[2] ?? '', { kinds, schemas, typed: `:submit ${kind}` });
     }
-    default:
-      if (rest === '') return invalid(`unknown command ":${command}" without an argument; type :help`);
-      return checkedTask(command, rest, kinds);
+    default: {
+      const known = kinds?.has(command) ?? Object.hasOwn(BUILTIN_PAYLOAD_SCHEMAS, command);
+      if (rest === '' && !known) return invalid(`unknown command ":${command}" without an argument; type :help`);
+      return checkedTask(command, rest, { kinds, schemas, typed: `:${command}` });
+    }
   }
 }
 
-function checkedTask(kind: string, payloadText: string, kinds: ReadonlySet<string> | undefined): ConsoleAction {
+interface TaskContext {
+  kinds: ReadonlySet<string> | undefined;
+  schemas: PayloadSchemas | undefined;
+  typed: string;
+}
+
+function checkedTask(kind: string, payloadText: string, { kinds, schemas, typed }: TaskContext): ConsoleAction {
   if (!KindSchema.safeParse(kind).success || (kinds !== undefined && !kinds.has(kind))) {
     const known = kinds === undefined ? '' : ` (the server knows: ${[...kinds].join(', ')})`;
     return invalid(`unknown command or task kind ":${kind}"${known}; type :help`);
   }
-  return task(kind, payloadText);
+  const reading = readPayload(kind, payloadText, schemas, typed);
+  if (!reading.ok) return invalid(reading.message);
+  return { type: 'task', kind, payload: reading.payload, label: describeTask(kind, reading.payload) };
 }
 
 function task(kind: string, payloadText: string): ConsoleAction {
@@ -100,7 +117,7 @@ function task(kind: string, payloadText: string): ConsoleAction {
 
 function parseResults(rest: string): ConsoleAction {
   try {
-    const { options, positionals } = parseArgs(rest === '' ? [] : rest.split(/\s+/), new Set());
+    const { options, positionals } = parseArgs(rest === '' ? [] : rest.split(/\s+/), optionSpec(ResultsCommandSchema));
     if (positionals.length > 1) return invalid('usage: :results [n] [--worker k]');
     const parsed = ResultsCommandSchema.safeParse({
       ...options,

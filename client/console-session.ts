@@ -7,6 +7,7 @@ import { ErrorCode, RondaError } from '../shared/errors';
 import { addressOf, type ConsoleOptions } from './cli-options';
 import { RondaConnection } from './connection';
 import { CONSOLE_HELP, parseConsoleLine } from './console-line';
+import { payloadSchemasOf, type PayloadSchemas } from './console-payload';
 import { formatNoReply, formatReply } from './format';
 import { describeConnectError, describeLostConnection, opened, type OpenedConnection } from './open-connection';
 import type { Output } from './output';
@@ -25,6 +26,7 @@ export class ConsoleSession {
   onFinish: (() => void) | undefined;
   private connection: RondaConnection | undefined;
   private kinds: ReadonlySet<string> = new Set();
+  private schemas: PayloadSchemas | undefined;
   private state: State = 'connected';
   /** Every request not yet answered; each one settles, also when its connection is lost. */
   private readonly pending = new Set<Promise<void>>();
@@ -52,7 +54,7 @@ export class ConsoleSession {
 
   handle(line: string): void {
     if (this.state === 'leaving' || this.state === 'finished') return;
-    const action = parseConsoleLine(line, this.kinds);
+    const action = parseConsoleLine(line, this.kinds, this.schemas);
     switch (action.type) {
       case 'empty':
         return;
@@ -177,6 +179,7 @@ export class ConsoleSession {
     const { connection } = opened;
     this.connection = connection;
     this.kinds = new Set(opened.hello.kinds);
+    this.schemas = payloadSchemasOf(opened.hello);
     connection.on('error', (error: RondaError) => {
       // An error the server closes the connection after is reported once, as the reason, by onLost.
       if (!connection.closed) this.output.error(`server: ${error.code}: ${error.message}`);

@@ -11,10 +11,13 @@ import type { Column } from './output';
 /** Longest task or result text shown in a table cell before it is cut with an ellipsis. */
 export const MAX_CELL_CHARS = 48;
 
-/** A task as a person would type it: the text itself, or `kind payload`. */
+/** Longest task shown in a reply line; a task of a megabyte would otherwise be printed back whole. */
+export const MAX_LABEL_CHARS = 120;
+
+/** A task as a person would type it: the text itself, or `kind payload`, cut to MAX_LABEL_CHARS. */
 export function describeTask(kind: string, payload: unknown): string {
-  if (kind === 'text' && typeof payload === 'string') return payload;
-  return `${kind} ${typeof payload === 'string' ? payload : JSON.stringify(payload)}`;
+  if (kind === 'text' && typeof payload === 'string') return truncate(payload, MAX_LABEL_CHARS);
+  return truncate(`${kind} ${typeof payload === 'string' ? payload : JSON.stringify(payload)}`, MAX_LABEL_CHARS);
 }
 
 /** A result as text: strings as they are (the seed's results), anything else as JSON. */
@@ -85,6 +88,8 @@ export function resultColumns(chalk: ChalkInstance): Column<ResultRow>[] {
     { header: 'task id', value: (row) => truncate(row.task_id, 24) },
     { header: 'kind', value: (row) => row.kind },
     { header: 'task', value: (row) => truncate(row.task) },
+    // In words as well as in red: with NO_COLOR, or piped, the red is gone.
+    { header: 'status', value: (row) => (row.status === 'done' ? row.status : chalk.red(row.status)) },
     {
       header: 'result',
       value: (row) => {
@@ -94,6 +99,23 @@ export function resultColumns(chalk: ChalkInstance): Column<ResultRow>[] {
     },
     { header: 'time (UTC)', value: (row) => formatTime(row.timestamp) },
   ];
+}
+
+/** The worker files of these slots, runs as a range: `worker1.db to worker3.db, worker5.db`. */
+export function describeWorkerFiles(slots: readonly number[]): string {
+  const sorted = [...new Set(slots)].sort((a, b) => a - b);
+  const runs: [number, number][] = [];
+  for (const slot of sorted) {
+    const last = runs[runs.length - 1];
+    if (last !== undefined && slot === last[1] + 1) last[1] = slot;
+    else runs.push([slot, slot]);
+  }
+  return runs
+    .flatMap(([first, end]) => {
+      if (end - first >= 2) return [`worker${first}.db to worker${end}.db`];
+      return first === end ? [`worker${first}.db`] : [`worker${first}.db`, `worker${end}.db`];
+    })
+    .join(', ');
 }
 
 export function statsColumns(chalk: ChalkInstance): Column<WorkerStats>[] {

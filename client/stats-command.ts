@@ -11,7 +11,7 @@ Options:
 ${CONNECTION_HELP}`;
 
 export async function statsCommand(argv: readonly string[], output: Output): Promise<number> {
-  const commandLine = readCommandLine(StatsOptionsSchema, argv, output, STATS_USAGE);
+  const commandLine = readCommandLine(StatsOptionsSchema, argv, output, { command: 'stats', usage: STATS_USAGE });
   if (typeof commandLine === 'number') return commandLine;
   const { options } = commandLine;
   return withConnection(options, output, async (connection) => {

@@ -6,7 +6,7 @@
 import readline from 'node:readline';
 import { RondaError } from '../shared/errors';
 import { CONNECTION_HELP, SubmitOptionsSchema } from './cli-options';
-import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, readCommandLine, withConnection } from './command-helpers';
+import { EXIT_FAILED, EXIT_OK, readCommandLine, usageError, withConnection } from './command-helpers';
 import type { RondaConnection, TaskReply } from './connection';
 import { taskPayload } from './console-line';
 import { describeTask, formatNoReply, formatReply } from './format';
@@ -44,18 +44,16 @@ type Outcome =
   | { task: TaskLine; lost: Error };
 
 export async function submitCommand(argv: readonly string[], output: Output): Promise<number> {
-  const commandLine = readCommandLine(SubmitOptionsSchema, argv, output, SUBMIT_USAGE, { positionals: true });
+  const commandLine = readCommandLine(SubmitOptionsSchema, argv, output, { command: 'submit', usage: SUBMIT_USAGE, positionals: true });
   if (typeof commandLine === 'number') return commandLine;
   const { options, positionals } = commandLine;
   const fromStdin =
     (positionals.length === 1 && positionals[0] === '-') || (positionals.length === 0 && process.stdin.isTTY !== true);
   if (positionals.length === 0 && !fromStdin) {
-    output.error(`ronda: no tasks given\n\n${SUBMIT_USAGE}`);
-    return EXIT_USAGE;
+    return usageError(output, 'submit', 'no tasks given: name them (ronda submit tarea1 tarea2) or pipe them in, one per line');
   }
   if (!fromStdin && positionals.includes('-')) {
-    output.error('ronda: "-" (read standard input) cannot be mixed with tasks given as arguments');
-    return EXIT_USAGE;
+    return usageError(output, 'submit', '"-" (read standard input) cannot be mixed with tasks given as arguments');
   }
 
   return withConnection(options, output, async (connection, { hello }) => {

@@ -4,8 +4,9 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { loadServerConfig, SERVER_USAGE } from '../shared/config';
+import { loadServerConfig, SERVER_USAGE, SERVER_USAGE_HINT } from '../shared/config';
 import { Logger } from '../shared/logger';
+import { packageVersion } from '../shared/version';
 import { Primary } from './primary';
 
 const WORKER_SCRIPT = path.join(__dirname, '..', 'worker', 'main.js');
@@ -34,12 +35,16 @@ function workerEnvironment(): NodeJS.ProcessEnv {
 async function main(): Promise<void> {
   const loaded = loadServerConfig(process.argv.slice(2), process.env);
   if (!loaded.ok) {
-    process.stderr.write(`ronda: ${loaded.message}\n\n${SERVER_USAGE}\n`);
+    process.stderr.write(`ronda: ${loaded.message}\n${SERVER_USAGE_HINT}\n`);
     process.exit(2);
   }
   const { config, warnings } = loaded;
   if (config.help) {
     process.stdout.write(`${SERVER_USAGE}\n`);
+    return;
+  }
+  if (config.version) {
+    process.stdout.write(`${packageVersion()}\n`);
     return;
   }
   if (config.handlers !== undefined && !existsSync(path.resolve(config.handlers))) {

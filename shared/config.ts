@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { ArgsError, camelCase, envName, kebabCase, parseArgs, withEnvironment } from './args';
+import { ArgsError, camelCase, envName, kebabCase, parseArgs, withEnvironment, type MergedOptions, type OptionSpec } from './args';
 import { describeIssue } from './errors';
 
 export const DEFAULT_HOST = '127.0.0.1';
@@ -89,6 +89,7 @@ export const ServerConfigSchema = z
      */
     workerReadyTimeoutMs: intOption(1_000, 600_000).default(SERVER_DEFAULTS.workerReadyTimeoutMs),
     help: flagOption.default(false),
+    version: flagOption.default(false),
   })
   .refine((config) => config.maxTaskTimeoutMs >= config.taskTimeoutMs, {
     path: ['maxTaskTimeoutMs'],
@@ -108,8 +109,6 @@ export const ServerConfigSchema = z
   });
 
 export type ServerConfig = z.infer<typeof ServerConfigSchema>;
-
-const SERVER_FLAGS = new Set(['quiet', 'help']);
 
 /** Each option's flag, what it does and its default, for the usage text. */
 const OPTION_HELP: readonly [flag: string, what: string][] = [
@@ -143,8 +142,12 @@ export const SERVER_USAGE = [
     const fallback: unknown = (SERVER_DEFAULTS as Record<string, unknown>)[name];
     return `  ${flag.padEnd(31)}${what.padEnd(36)}${envName(name)}${fallback === undefined ? '' : ` [${fallback}]`}`;
   }),
-  `  ${'--help'.padEnd(31)}this text`,
+  `  ${'--help, -h'.padEnd(31)}this text`,
+  `  ${'--version, -v'.padEnd(31)}the version of Ronda`,
 ].join('\n');
+
+/** Printed under a bad option's reason, in place of the whole usage, which scrolled it away. */
+export const SERVER_USAGE_HINT = 'run "npm start -- --help" for the options';
 
 export type ConfigResult =
   | { ok: true; config: ServerConfig; warnings: string[] }
@@ -152,19 +155,19 @@ export type ConfigResult =
 
 /** Reads the primary's configuration; never throws. */
 export function loadServerConfig(argv: readonly string[], env: NodeJS.ProcessEnv): ConfigResult {
-  let options: Record<string, string | true>;
+  let merged: MergedOptions;
   try {
-    const parsed = parseArgs(argv, SERVER_FLAGS);
+    const parsed = parseArgs(argv, optionSpec(ServerConfigSchema));
     if (parsed.positionals.length > 0) {
       return { ok: false, message: `unexpected argument "${parsed.positionals[0]}"` };
     }
-    options = withEnvironment(parsed.options, Object.keys(ServerConfigSchema.shape), env);
+    merged = withEnvironment(parsed.options, Object.keys(ServerConfigSchema.shape), env);
   } catch (error) {
     if (error instanceof ArgsError) return { ok: false, message: error.message };
     throw error;
   }
-  const result = ServerConfigSchema.safeParse(options);
-  if (!result.success) return { ok: false, message: describeOptionIssues(result.error.issues) };
+  const result = ServerConfigSchema.safeParse(merged.options);
+  if (!result.success) return { ok: false, message: describeOptionIssues(result.error.issues, merged.fromEnvironment) };
   const config = { ...result.data, dataDir: path.resolve(result.data.dataDir) };
   const warnings: string[] = [];
   if (parsedToken(argv)) {
@@ -199,12 +202,44 @@ function readTokenFile(file: string): { ok: true; token: string } | { ok: false;
   return { ok: true, token };
 }
 
-/** Names each issue by its option, e.g. `--port must be at most 65535`. */
-export function describeOptionIssues(issues: readonly z.core.$ZodIssue[]): string {
+/**
+ * The options an object schema takes, for parseArgs: every key of its shape, the flags being those
+ * built on flagOption. Derived rather than listed, so that an option added to a schema is known to
+ * the parser with no other change.
+ * @param extraFlags options of the shape that may also stand alone (`--retry` or `--retry=3`).
+ */
+export function optionSpec(schema: { shape: Record<string, z.core.$ZodType> }, extraFlags: readonly string[] = []): OptionSpec {
+  const flags = new Set<string>();
+  const values = new Set<string>();
+  for (const [name, option] of Object.entries(schema.shape)) {
+    (isFlag(option) || extraFlags.includes(name) ? flags : values).add(name);
+  }
+  return { flags, values };
+}
+
+function isFlag(option: z.core.$ZodType): boolean {
+  let inner = option;
+  // `flagOption.default(false)` and `.optional()` wrap it; the flag is what they wrap.
+  for (;;) {
+    if (inner instanceof z.core.$ZodDefault || inner instanceof z.core.$ZodOptional) inner = inner._zod.def.innerType;
+    else return inner === flagOption;
+  }
+}
+
+/**
+ * Names each issue by its option, e.g. `--port must be at most 65535`, or by the environment
+ * variable its value came from (`RONDA_PORT must be a number, not a string`).
+ * @param fromEnvironment option -> variable, for the values withEnvironment took from one.
+ */
+export function describeOptionIssues(
+  issues: readonly z.core.$ZodIssue[],
+  fromEnvironment: ReadonlyMap<string, string> = new Map(),
+): string {
   return issues
     .map((issue) => {
       const [option, ...rest] = issue.path;
-      const name = option === undefined ? 'options' : `--${kebabCase(String(option))}`;
+      const name =
+        option === undefined ? 'options' : (fromEnvironment.get(String(option)) ?? `--${kebabCase(String(option))}`);
       if (issue.code === 'unrecognized_keys') {
         return `unknown option${issue.keys.length > 1 ? 's' : ''} ${issue.keys
           .map((key) => `--${kebabCase(key)}`)

@@ -95,14 +95,19 @@ export interface StartOptions {
   dataDir?: string;
   /** Resolve before the primary is listening (for tests of failed starts). */
   wait?: boolean;
+  /**
+   * Listen on this port instead of 0: only for a client that must be started before its server
+   * (a port from unusedPort(), which the system just handed out).
+   */
+  port?: number;
 }
 
-/** Starts a primary on 127.0.0.1, port 0, and resolves once it is listening. */
+/** Starts a primary on 127.0.0.1, port 0 (or `port`), and resolves once it is listening. */
 export async function startCluster(options: StartOptions = {}): Promise<Cluster> {
   const dataDir = options.dataDir ?? (await makeTempDir());
   const child = spawn(
     process.execPath,
-    [PRIMARY_SCRIPT, '--host', '127.0.0.1', '--port', '0', '--data-dir', dataDir, ...(options.args ?? [])],
+    [PRIMARY_SCRIPT, '--host', '127.0.0.1', '--port', String(options.port ?? 0), '--data-dir', dataDir, ...(options.args ?? [])],
     { env: { ...process.env, NO_COLOR: '1', ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const cluster = new Cluster(child, dataDir, options.dataDir === undefined);

@@ -1,10 +1,12 @@
 import { expect } from 'chai';
-import { rm } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { lines, runCli, stopClis, unusedPort } from '../helpers/cli';
-import { makeTempDir, startCluster, stopClusters } from '../helpers/cluster';
+import { cliEnv, lines, runCli, stopClis, unusedPort } from '../helpers/cli';
+import { makeTempDir, PRIMARY_SCRIPT, ROOT, startCluster, stopClusters } from '../helpers/cluster';
 import { readRows } from '../helpers/db';
-import { ResultRowSchema, ServerMessageSchema } from '../../shared/protocol';
+import { RondaError } from '../../shared/errors';
+import { MAX_LINE_BYTES, ResultRowSchema, ServerMessageSchema } from '../../shared/protocol';
 
 /** Each line parsed as the server's message schema says it must be. */
 const replies = (text: string) => lines(text).map((line) => ServerMessageSchema.parse(JSON.parse(line)));
@@ -89,6 +91,42 @@ describe('client one-shot commands (ronda submit / results / stats)', function (
     expect(stored).to.equal(1002);
   });
 
+  it('refuses a task whose line would pass 1 MiB without sending it; the others on the connection go on', async function () {
+    const cluster = await startCluster({ args: ['--quiet'] });
+    const big = 'x'.repeat(2 * 1024 * 1024);
+    const run = await runCli(['submit', '--port', String(cluster.port)], { input: `small1\n${big}\nsmall2\nsmall3\n` });
+    expect(run.code).to.equal(1);
+    expect(run.stderr).to.equal('');
+    const out = lines(run.stdout);
+    expect(out).to.have.length(4);
+    expect(out[0]).to.match(/\] small1 -> Task 'small1' processed by worker \d/);
+    expect(out[1]).to.match(
+      /^\[ {3}-- {3}\] x{20,}… -> refused LINE_TOO_LONG: the task's message is 2097\d{3} bytes, over the server's limit of 1048576 \(1 MiB\) per line; it was not sent$/,
+    );
+    expect(out[1]?.length).to.be.below(300);
+    expect(out[2]).to.match(/\] small2 -> Task 'small2' processed by worker \d/);
+    expect(out[3]).to.match(/\] small3 -> Task 'small3' processed by worker \d/);
+  });
+
+  it('measures the line in UTF-8 bytes as the server does: exactly 1 MiB is sent, one byte more is not', async function () {
+    const cluster = await startCluster({ args: ['--quiet'] });
+    const connection = await cluster.connect();
+    const payload = (extraBytes: number, id: string): string => {
+      const overhead = Buffer.byteLength(JSON.stringify({ type: 'submit', id, kind: 'hash', payload: '' }));
+      const room = MAX_LINE_BYTES - overhead + extraBytes;
+      // Two-byte characters, so that counting characters instead of bytes would be far off.
+      return 'é'.repeat(Math.floor(room / 2)) + 'a'.repeat(room % 2);
+    };
+    const atLimit = await connection.submit('hash', payload(0, 'b1'), { id: 'b1' });
+    expect(atLimit.type).to.equal('done');
+    let refused: unknown;
+    await connection.submit('hash', payload(1, 'b2'), { id: 'b2' }).catch((error: unknown) => (refused = error));
+    expect(refused).to.be.instanceOf(RondaError);
+    expect((refused as RondaError).code).to.equal('LINE_TOO_LONG');
+    expect(connection.closed).to.equal(false);
+    expect((await connection.submit('text', 'after')).type).to.equal('done');
+  });
+
   it('stats and results print tables or JSON; results --data-dir reads the files with no server', async function () {
     const dataDir = await makeTempDir();
     tempDirs.push(dataDir);
@@ -123,7 +161,7 @@ describe('client one-shot commands (ronda submit / results / stats)', function (
     const onlyTwo = await runCli(['results', ...port, '--json', '--worker', '2']);
     expect(rowsOf(onlyTwo.stdout).map((row) => row.task).sort()).to.deep.equal(['r2', 'r5']);
     const asTable = await runCli(['results', ...port, '--limit', '6']);
-    expect(lines(asTable.stdout)[0]).to.match(/^worker\s+task id\s+kind\s+task\s+result\s+time \(UTC\)$/);
+    expect(lines(asTable.stdout)[0]).to.match(/^worker\s+task id\s+kind\s+task\s+status\s+result\s+time \(UTC\)$/);
     expect(lines(asTable.stdout)).to.have.length(7);
 
     await cluster.kill('SIGTERM');
@@ -134,6 +172,18 @@ describe('client one-shot commands (ronda submit / results / stats)', function (
     for (const row of offlineRows) expect(row.result).to.equal(`Task '${row.task}' processed by worker ${row.worker}`);
     const offlineWorker = await runCli(['results', '--data-dir', dataDir, '--worker', '3', '--json']);
     expect(rowsOf(offlineWorker.stdout).map((row) => row.task).sort()).to.deep.equal(['r3', 'r6']);
+
+    const noSuchWorker = await runCli(['results', '--data-dir', dataDir, '--worker', '9']);
+    expect(noSuchWorker.code).to.equal(1);
+    expect(lines(noSuchWorker.stderr)).to.deep.equal([`ronda: ${dataDir} has no worker9.db (it has worker1.db to worker3.db)`]);
+    const emptyDir = await makeTempDir();
+    tempDirs.push(emptyDir);
+    const wrongDir = await runCli(['results', '--data-dir', emptyDir]);
+    expect(wrongDir.code).to.equal(1);
+    expect(wrongDir.stdout).to.equal('');
+    expect(lines(wrongDir.stderr)).to.deep.equal([
+      `ronda: ${emptyDir} has no worker databases (workerN.db); is it the cluster's --data-dir?`,
+    ]);
   });
 
   it('with no server: one clear line on stderr, exit code 1, no stack trace, for every command', async function () {
@@ -174,19 +224,59 @@ describe('client one-shot commands (ronda submit / results / stats)', function (
     expect(right.stdout).to.match(/^\[worker 1\] x -> Task 'x' processed by worker 1 /);
   });
 
-  it('bad usage exits 2 with the reason and the usage; --help exits 0', async function () {
-    const badLimit = await runCli(['results', '--limit', '0']);
-    expect(badLimit.code).to.equal(2);
-    expect(badLimit.stderr).to.match(/^ronda: --limit must be at least 1\n\nUsage: ronda results/);
-    const unknown = await runCli(['submit', '--colour', 'red', 'x']);
-    expect(unknown.code).to.equal(2);
-    expect(unknown.stderr).to.match(/^ronda: unknown option --colour/);
-    const noCommand = await runCli(['frobnicate']);
-    expect(noCommand.code).to.equal(2);
-    expect(noCommand.stderr).to.match(/^ronda: unknown command "frobnicate"/);
-    const help = await runCli(['submit', '--help']);
-    expect(help.code).to.equal(0);
-    expect(help.stdout).to.match(/^Usage: ronda submit/);
+  it('takes options before the command as after it; options alone are the console', async function () {
+    const cluster = await startCluster({ args: ['--quiet'] });
+    const port = String(cluster.port);
+    const stats = await runCli(['--port', port, 'stats', '--json']);
+    expect(stats.code, stats.stderr).to.equal(0);
+    expect(replies(stats.stdout)[0]).to.deep.include({ type: 'stats' });
+    const submit = await runCli([`--port=${port}`, 'submit', '--kind', 'hash', 'hola']);
+    expect(submit.code, submit.stderr).to.equal(0);
+    expect(submit.stdout).to.match(/\] hash hola -> b221d9dbb083a7f3/);
+    const consoleRun = await runCli(['--port', port], { input: 'uno\nsalir\n' });
+    expect(consoleRun.code, consoleRun.stderr).to.equal(0);
+    expect(lines(consoleRun.stdout)[0]).to.equal(`connected to 127.0.0.1:${port}: 3 worker(s), task kinds text, hash, sleep, fib.`);
+  });
+
+  it('--version and -v print the package version, for the client and for the server', async function () {
+    const { version } = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    for (const args of [['--version'], ['-v']]) {
+      const client = await runCli(args);
+      expect(client.code, client.stderr).to.equal(0);
+      expect(client.stdout).to.equal(`${version}\n`);
+      const server = spawnSync(process.execPath, [PRIMARY_SCRIPT, ...args], { encoding: 'utf8', env: cliEnv() });
+      expect(server.status, server.stderr).to.equal(0);
+      expect(server.stdout).to.equal(`${version}\n`);
+    }
+  });
+
+  it('bad usage exits 2 with the reason and a hint where the options are, not the whole usage; --help exits 0', async function () {
+    const cases: [string[], string][] = [
+      [['results', '--limit', '0'], 'ronda: --limit must be at least 1\nrun "ronda results --help" for the options\n'],
+      [['submit', '--colour', 'red', 'x'], 'ronda: unknown option --colour\nrun "ronda submit --help" for the options\n'],
+      [['stats', '--jsn'], 'ronda: unknown option --jsn (did you mean --json?)\nrun "ronda stats --help" for the options\n'],
+      [['stats', 'now'], 'ronda: unexpected argument "now"\nrun "ronda stats --help" for the options\n'],
+      [['client', '--retry=x'], 'ronda: --retry must be a number, not a string\nrun "ronda client --help" for the options\n'],
+      [['bench', '--runs', '0'], 'ronda: --runs must be at least 1\nrun "ronda bench --help" for the options\n'],
+      [['frobnicate'], 'ronda: unknown command "frobnicate"\nrun "ronda --help" for the commands\n'],
+      [['stat'], 'ronda: unknown command "stat" (did you mean stats?)\nrun "ronda --help" for the commands\n'],
+    ];
+    for (const [args, stderr] of cases) {
+      const run = await runCli(args);
+      expect(run.code, args.join(' ')).to.equal(2);
+      expect(run.stderr, args.join(' ')).to.equal(stderr);
+    }
+    const mixed = await runCli(['submit', '-', 'x']);
+    expect(mixed.code).to.equal(2);
+    expect(lines(mixed.stderr)).to.deep.equal([
+      'ronda: "-" (read standard input) cannot be mixed with tasks given as arguments',
+      'run "ronda submit --help" for the options',
+    ]);
+    for (const flag of ['--help', '-h']) {
+      const help = await runCli(['submit', flag]);
+      expect(help.code).to.equal(0);
+      expect(help.stdout).to.match(/^Usage: ronda submit/);
+    }
   });
 });
 

@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { rm, writeFile } from 'node:fs/promises';
 import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
-import { lines, startCli, stopClis } from '../helpers/cli';
+import { lines, startCli, stopClis, unusedPort } from '../helpers/cli';
 import { CLI_SCRIPT, makeTempDir, startCluster, stopClusters, until } from '../helpers/cluster';
 import { readRows } from '../helpers/db';
 import { paintSlot } from '../../shared/logger';
@@ -80,7 +80,7 @@ describe('client console (ronda client) driven through stdin', function () {
     const cluster = await startCluster({ args: ['--quiet'] });
     const input = [
       'hola', ':hash hola', ':sleep 300', ':fib 20', ':submit sleep {"ms":5}', ':stats', ':nope 1', ':fib 99',
-      'SALIR', 'never sent', '',
+      ':sleep abc', ':submit fib {n:25}', 'SALIR', 'never sent', '',
     ].join('\n');
     const cli = startCli(['client', '--port', String(cluster.port)], { input });
     const run = await cli.result();
@@ -95,14 +95,20 @@ describe('client console (ronda client) driven through stdin', function () {
     expect(line(/^\[worker 3\] sleep \{"ms":300\} -> \{"sleptMs":300\} \(\d+ ms\)$/)).to.have.length(1);
     expect(line(/^\[worker 1\] fib \{"n":20\} -> 6765 \(/)).to.have.length(1);
     expect(line(/^\[worker 2\] sleep \{"ms":5\} -> \{"sleptMs":5\} \(/)).to.have.length(1);
-    expect(line(/ fib \{"n":99\} -> failed BAD_PAYLOAD: payload\.n must be at most 40/)).to.have.length(1);
+    // Refused by the console itself, before anything is sent: no reply line for them.
+    expect(line(/fib \{"n":99\}|sleep abc|fib \{n:25\}/)).to.deep.equal([]);
     const statsHeader = out.findIndex((l) => /^worker\s+pid\s+state\s+done\s+failed\s+in flight\s+restarts\s+uptime$/.test(l));
     expect(statsHeader).to.be.greaterThan(0);
     expect(out.slice(statsHeader + 1, statsHeader + 4).map((l) => l.trim().split(/\s+/)[0])).to.deep.equal(['1', '2', '3']);
     expect(out[statsHeader + 4]).to.match(/^queued \d+, accepted \d+, 1 client connected, server up \d+s$/);
-    expect(lines(run.stderr)).to.deep.equal([
+    const refusals = lines(run.stderr);
+    expect(refusals.slice(0, 3)).to.deep.equal([
       'unknown command or task kind ":nope" (the server knows: text, hash, sleep, fib); type :help',
+      ':fib takes a whole number n from 0 to 40, not "99"; e.g. :fib 30',
+      ':sleep takes a whole number of milliseconds from 0 to 60000, not "abc"; e.g. :sleep 500',
     ]);
+    expect(refusals[3]).to.match(/^:submit fib: the payload is not JSON \(.+\); e\.g\. :submit fib \{"n":30\}$/);
+    expect(refusals).to.have.length(4);
     expect(run.stdout).to.not.include('never sent');
     const stored = await readRows(path.join(cluster.dataDir, 'worker1.db'));
     expect(stored.map((row) => row.task)).to.include('hola');
@@ -112,7 +118,7 @@ describe('client console (ronda client) driven through stdin', function () {
     const second = await startCli(['client', '--port', String(cluster.port)], { input: ':results 2 --worker 1\n:results 3\nexit\n' }).result();
     expect(second.code, second.stderr).to.equal(0);
     const tables = lines(second.stdout).slice(1);
-    expect(tables.filter((l) => /^worker\s+task id\s+kind\s+task\s+result\s+time \(UTC\)$/.test(l))).to.have.length(2);
+    expect(tables.filter((l) => /^worker\s+task id\s+kind\s+task\s+status\s+result\s+time \(UTC\)$/.test(l))).to.have.length(2);
     expect(tables.filter((l) => /^\s+1\s/.test(l)).length).to.be.at.least(2);
     expect(tables).to.have.length(2 + 2 + 3);
   });
@@ -171,6 +177,37 @@ describe('client console (ronda client) driven through stdin', function () {
     expect(run.stdout).to.match(/\] dos -> Task 'dos' processed by worker \d/);
     expect(run.stderr).to.equal('');
     expect(run.stdout).to.not.match(/reconnect/);
+  });
+
+  it('--retry also waits for the first connection, counting the attempts, until the server is up', async function () {
+    const port = await unusedPort();
+    const cli = startCli(['client', '--port', String(port), '--retry']);
+    await cli.waitFor(/^connecting to 127\.0\.0\.1:\d+ \(attempt 2\/20\)$/m);
+    await startCluster({ args: ['--quiet'], port });
+    await cli.waitFor(/^connected to 127\.0\.0\.1:\d+: 3 worker\(s\)/m);
+    cli.write('uno\nsalir\n');
+    const run = await cli.result();
+    expect(run.code, run.stderr).to.equal(0);
+    expect(run.stderr).to.equal('');
+    expect(run.stdout).to.match(/\] uno -> Task 'uno' processed by worker 1/);
+    expect(run.stdout).to.not.match(/attempt 1\//);
+  });
+
+  it('--retry on the first connection stops on Ctrl-C, or after its attempts, with one line and exit code 1', async function () {
+    const port = await unusedPort();
+    const waiting = startCli(['client', '--port', String(port), '--retry']);
+    await waiting.waitFor(/\(attempt 2\/20\)/);
+    waiting.process.kill('SIGINT');
+    const stopped = await waiting.result(5_000);
+    expect(stopped.code).to.equal(1);
+    expect(lines(stopped.stderr)).to.deep.equal([`ronda: stopped connecting to 127.0.0.1:${port}`]);
+
+    const run = await startCli(['client', '--port', String(port), '--retry=2']).result();
+    expect(run.code).to.equal(1);
+    expect(lines(run.stdout)).to.deep.equal([`connecting to 127.0.0.1:${port} (attempt 2/2)`]);
+    expect(lines(run.stderr)).to.deep.equal([
+      `ronda: gave up connecting: cannot connect to 127.0.0.1:${port}: no server is listening there (start one with: npm start)`,
+    ]);
   });
 
   it('--retry=N gives up after N attempts with one line and exit code 1', async function () {

@@ -37,7 +37,8 @@ describe('console lines (client/console-line.ts)', function () {
     expect(parseConsoleLine(':results 5 --worker 2', KINDS)).to.deep.equal({ type: 'results', limit: 5, worker: 2 });
     expect(parseConsoleLine(':results --worker=3', KINDS)).to.deep.equal({ type: 'results', limit: 20, worker: 3 });
     expect(parseConsoleLine(':results 0', KINDS)).to.deep.equal({ type: 'invalid', message: ':results: n must be at least 1' });
-    expect(parseConsoleLine(':results --worker', KINDS)).to.deep.equal({ type: 'invalid', message: ':results: --worker needs a value' });
+    expect(parseConsoleLine(':results --worker', KINDS)).to.deep.equal({ type: 'invalid', message: ':results: --worker needs a value: --worker <value> or --worker=<value>' });
+    expect(parseConsoleLine(':results --wroker 2', KINDS)).to.deep.equal({ type: 'invalid', message: ':results: unknown option --wroker (did you mean --worker?)' });
     expect(parseConsoleLine(':results 1 2', KINDS).type).to.equal('invalid');
   });
 

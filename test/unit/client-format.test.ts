@@ -1,7 +1,17 @@
 import { expect } from 'chai';
 import { Chalk } from 'chalk';
 import { PassThrough } from 'node:stream';
-import { describeTask, formatDuration, formatMs, formatReply, formatStoredResult, truncate } from '../../client/format';
+import {
+  describeTask,
+  describeWorkerFiles,
+  formatDuration,
+  formatMs,
+  formatReply,
+  formatStoredResult,
+  MAX_LABEL_CHARS,
+  resultColumns,
+  truncate,
+} from '../../client/format';
 import { Output } from '../../client/output';
 import { showResults, showStats } from '../../client/views';
 import { paintSlot } from '../../shared/logger';
@@ -52,6 +62,9 @@ describe('client presentation (client/format.ts, client/output.ts)', function ()
   it('formats tasks, times and long cells for people', function () {
     expect(describeTask('text', 'hola')).to.equal('hola');
     expect(describeTask('sleep', { ms: 5 })).to.equal('sleep {"ms":5}');
+    // A task of a megabyte is not printed back whole in its reply line.
+    expect(describeTask('text', 'x'.repeat(2_000_000))).to.equal(`${'x'.repeat(MAX_LABEL_CHARS - 1)}…`);
+    expect(describeTask('hash', 'y'.repeat(500))).to.have.length(MAX_LABEL_CHARS);
     expect(formatMs(0.4)).to.equal('0.40 ms');
     expect(formatMs(250.4)).to.equal('250 ms');
     expect(formatMs(1500)).to.equal('1.50 s');
@@ -97,9 +110,28 @@ describe('client presentation (client/format.ts, client/output.ts)', function ()
     const results = capture();
     showResults(results.output, [row(2, 2), row(1, 1)]);
     const table = results.out().trimEnd().split('\n');
-    expect(table[0]).to.match(/^worker\s+task id\s+kind\s+task\s+result\s+time \(UTC\)$/);
-    expect(table[1]).to.match(/^\s+2\s+t2\s+text\s+tarea2\s+Task 'tarea2' processed by worker 2\s+03:04:02\.000$/);
-    expect(table[2]).to.match(/^\s+1\s+t1\s+text\s+tarea1\s+/);
+    expect(table[0]).to.match(/^worker\s+task id\s+kind\s+task\s+status\s+result\s+time \(UTC\)$/);
+    expect(table[1]).to.match(/^\s+2\s+t2\s+text\s+tarea2\s+done\s+Task 'tarea2' processed by worker 2\s+03:04:02\.000$/);
+    expect(table[2]).to.match(/^\s+1\s+t1\s+text\s+tarea1\s+done\s+/);
+  });
+
+  it('shows each stored row as done or failed in words, so that failures show without color too', function () {
+    const failed: ResultRow = {
+      task_id: 't3', client_id: null, kind: 'fib', task: '{"n":99}', status: 'failed', worker: 1,
+      result: { code: 'BAD_PAYLOAD', message: 'payload.n must be at most 40' }, timestamp: '2026-01-02T03:04:05.678Z',
+    };
+    const { output, out } = capture();
+    showResults(output, [failed]);
+    expect(out().trimEnd().split('\n')[1]).to.match(/^\s+1\s+t3\s+fib\s+\{"n":99\}\s+failed\s+BAD_PAYLOAD: payload\.n must be at most 40\s+03:04:05\.678$/);
+    const status = resultColumns(colored).find((column) => column.header === 'status');
+    expect(status?.value(failed)).to.equal(colored.red('failed'));
+  });
+
+  it('names the worker files a folder has, runs of them as a range', function () {
+    expect(describeWorkerFiles([1, 2, 3])).to.equal('worker1.db to worker3.db');
+    expect(describeWorkerFiles([2])).to.equal('worker2.db');
+    expect(describeWorkerFiles([1, 2])).to.equal('worker1.db, worker2.db');
+    expect(describeWorkerFiles([5, 1, 2, 3, 7])).to.equal('worker1.db to worker3.db, worker5.db, worker7.db');
   });
 
   it('draws a progress bar only on a terminal, and clears it before the next line', function () {

@@ -4,6 +4,8 @@ import {
   DEFAULT_RETRY_ATTEMPTS,
   parseCommandLine,
   ResultsOptionsSchema,
+  StatsOptionsSchema,
+  splitCommand,
   SubmitOptionsSchema,
 } from '../../client/cli-options';
 
@@ -23,6 +25,17 @@ describe('client options (client/cli-options.ts)', function () {
     expect(parsed.ok && parsed.options.dataDir).to.equal(undefined);
   });
 
+  it('blames the environment variable, not the option, for a bad value that came from it', function () {
+    expect(parseCommandLine(StatsOptionsSchema, [], { RONDA_PORT: 'abc' })).to.deep.equal({
+      ok: false,
+      message: 'RONDA_PORT must be a number, not a string',
+    });
+    expect(parseCommandLine(StatsOptionsSchema, ['--port', 'abc'], { RONDA_PORT: '5001' })).to.deep.equal({
+      ok: false,
+      message: '--port must be a number, not a string',
+    });
+  });
+
   it('takes --retry alone or with a count', function () {
     const bare = parseCommandLine(ConsoleOptionsSchema, ['--retry'], {});
     expect(bare.ok && bare.options.retry).to.equal(DEFAULT_RETRY_ATTEMPTS);
@@ -34,13 +47,49 @@ describe('client options (client/cli-options.ts)', function () {
     expect(parseCommandLine(ConsoleOptionsSchema, ['--port', '0'], {})).to.deep.equal({ ok: false, message: '--port must be at least 1' });
     expect(parseCommandLine(ResultsOptionsSchema, ['--limit', '5000'], {})).to.deep.equal({ ok: false, message: '--limit must be at most 1000' });
     expect(parseCommandLine(SubmitOptionsSchema, ['--kind', 'Bad!'], {})).to.deep.include({ ok: false });
-    expect(parseCommandLine(SubmitOptionsSchema, ['--colour'], {})).to.deep.equal({ ok: false, message: '--colour needs a value' });
+    expect(parseCommandLine(SubmitOptionsSchema, ['--kind'], {})).to.deep.equal({
+      ok: false,
+      message: '--kind needs a value: --kind <value> or --kind=<value>',
+    });
+  });
+
+  it('names an unknown option as unknown, even as the last word, with the nearest option of that command', function () {
+    expect(parseCommandLine(SubmitOptionsSchema, ['--colour'], {})).to.deep.equal({ ok: false, message: 'unknown option --colour' });
     expect(parseCommandLine(SubmitOptionsSchema, ['--colour', 'red'], {})).to.deep.equal({ ok: false, message: 'unknown option --colour' });
+    expect(parseCommandLine(StatsOptionsSchema, ['--jsn'], {})).to.deep.equal({ ok: false, message: 'unknown option --jsn (did you mean --json?)' });
+    // --retry is the console's; stats does not know it, and --data-dir is only results'.
+    expect(parseCommandLine(StatsOptionsSchema, ['--retry'], {})).to.deep.include({ ok: false });
+    expect(parseCommandLine(StatsOptionsSchema, ['--data-dir', 'x'], {})).to.deep.include({ ok: false });
+    expect(parseCommandLine(ResultsOptionsSchema, ['--data-dir', 'x'], {})).to.deep.include({ ok: true });
+    expect(parseCommandLine(ResultsOptionsSchema, ['--wroker', '2'], {})).to.deep.equal({
+      ok: false,
+      message: 'unknown option --wroker (did you mean --worker?)',
+    });
+  });
+
+  it('takes -h for --help', function () {
+    const parsed = parseCommandLine(SubmitOptionsSchema, ['-h'], {});
+    expect(parsed.ok && parsed.options.help).to.equal(true);
+    expect(parsed.ok && parsed.positionals).to.deep.equal([]);
   });
 
   it('keeps positional tasks in order, options anywhere', function () {
     const parsed = parseCommandLine(SubmitOptionsSchema, ['a', '--kind', 'hash', 'b', '--json', '--', '--c'], {});
     expect(parsed.ok && parsed.positionals).to.deep.equal(['a', 'b', '--c']);
     expect(parsed.ok && parsed.options).to.deep.include({ kind: 'hash', json: true });
+  });
+
+  it('finds the command after options, never taking an option\'s value for it', function () {
+    expect(splitCommand(['--port', '5600', 'stats', '--json'])).to.deep.equal({ command: 'stats', args: ['--port', '5600', '--json'] });
+    expect(splitCommand(['stats', '--port', '5600'])).to.deep.equal({ command: 'stats', args: ['--port', '5600'] });
+    expect(splitCommand(['--port=5600', '--retry', 'client'])).to.deep.equal({ command: 'client', args: ['--port=5600', '--retry'] });
+    // A value that happens to be a command's name is still the value.
+    expect(splitCommand(['--token', 'stats'])).to.deep.equal({ command: undefined, args: ['--token', 'stats'] });
+    expect(splitCommand(['--host', 'results', '--port', '1', 'submit', 'x'])).to.deep.equal({
+      command: 'submit',
+      args: ['--host', 'results', '--port', '1', 'x'],
+    });
+    expect(splitCommand(['--port', '5600'])).to.deep.equal({ command: undefined, args: ['--port', '5600'] });
+    expect(splitCommand([])).to.deep.equal({ command: undefined, args: [] });
   });
 });

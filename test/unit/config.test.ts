@@ -1,6 +1,8 @@
 import { expect } from 'chai';
 import path from 'node:path';
-import { loadServerConfig } from '../../shared/config';
+import { z } from 'zod';
+import { kebabCase, parseArgs } from '../../shared/args';
+import { flagOption, loadServerConfig, optionSpec, ServerConfigSchema } from '../../shared/config';
 
 function load(argv: string[], env: NodeJS.ProcessEnv = {}) {
   return loadServerConfig(argv, env);
@@ -30,9 +32,13 @@ describe('server configuration', function () {
     [['--port', 'abc'], {}, /^--port must be a number, not a string$/],
     [['--workers', '0'], {}, /^--workers must be at least 1$/],
     [['--workers', '2.5'], {}, /^--workers/],
-    [[], { RONDA_WORKERS: 'many' }, /^--workers must be a number/],
-    [['--colour'], {}, /^--colour needs a value$/],
+    [[], { RONDA_WORKERS: 'many' }, /^RONDA_WORKERS must be a number, not a string$/],
+    [[], { RONDA_PORT: '70000' }, /^RONDA_PORT must be at most 65535$/],
+    [['--workers', 'many'], { RONDA_WORKERS: '2' }, /^--workers must be a number, not a string$/],
+    [['--colour'], {}, /^unknown option --colour$/],
     [['--colour', 'red'], {}, /^unknown option --colour$/],
+    [['--wrokers', '2'], {}, /^unknown option --wrokers \(did you mean --workers\?\)$/],
+    [['--port'], {}, /^--port needs a value: --port <value> or --port=<value>$/],
     [['extra'], {}, /^unexpected argument "extra"$/],
     [['--host', '0.0.0.0'], {}, /^--token is required to listen on a non-loopback address/],
     [['--token', 'short'], {}, /^--token must be at least 8 characters long$/],
@@ -46,6 +52,23 @@ describe('server configuration', function () {
       if (!result.ok) expect(result.message).to.match(message);
     });
   }
+
+  it('knows every option of ServerConfigSchema, flags and values alike, with no list to keep up to date', function () {
+    for (const [name, option] of Object.entries(ServerConfigSchema.shape)) {
+      const flag = `--${kebabCase(name)}`;
+      const result = load(option instanceof z.ZodDefault && typeof option.def.defaultValue === 'boolean' ? [flag] : [flag, '1']);
+      if (!result.ok) expect(result.message, flag).to.not.match(/unknown option|needs a value/);
+    }
+    expect(optionSpec(ServerConfigSchema).flags).to.deep.equal(new Set(['quiet', 'help', 'version']));
+    // An option added to the schema is known at once.
+    const grown = z.strictObject({ ...ServerConfigSchema.shape, dispatch: z.string(), verbose: flagOption.default(false) });
+    expect(parseArgs(['--dispatch', 'least-busy', '--verbose'], optionSpec(grown)).options).to.deep.equal({ dispatch: 'least-busy', verbose: true });
+  });
+
+  it('takes -h for --help', function () {
+    const result = load(['-h']);
+    expect(result.ok && result.config.help).to.equal(true);
+  });
 
   it('accepts a non-loopback host with a token', function () {
     const result = load(['--host', '0.0.0.0', '--token', 'long-enough-secret']);
