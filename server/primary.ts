@@ -145,7 +145,13 @@ export class Primary {
     );
     const early = this.early ?? [];
     this.early = undefined;
-    for (const socket of early) if (!socket.destroyed) this.onConnection(socket);
+    for (const socket of early) {
+      if (socket.destroyed) continue;
+      socket.removeAllListeners('error');
+      // Paused explicitly, it would stay so: a new 'data' listener does not resume it.
+      socket.resume();
+      this.onConnection(socket);
+    }
     return address;
   }
 
