@@ -8,7 +8,7 @@ import { openWorkerDatabase } from '../../shared/results-db';
 import { close, type Database } from '../../shared/sqlite';
 import { BUILTIN_KINDS } from '../../worker/builtin-kinds';
 import { ResultWriter } from '../../worker/result-writer';
-import { TaskRunner } from '../../worker/task-runner';
+import { MAX_RESULT_CHARS, TaskRunner } from '../../worker/task-runner';
 import type { TaskKind } from '../../worker/task-kind';
 import { until } from '../helpers/cluster';
 import { readRows } from '../helpers/db';
@@ -150,4 +150,51 @@ describe('worker TaskRunner and ResultWriter (a real SQLite file)', function () 
     expect(outcomes().find((o) => o.taskId === 'g2')).to.deep.equal({ taskId: 'g2', status: 'done', result: 'b', json: false });
   });
 
+
+  it('answers HANDLER_FAILED for what JSON cannot hold or a handler throws oddly, and never dies of it', async function () {
+    let calls = 0;
+    const changing = { toJSON: () => ({ call: (calls += 1) }) };
+    const noPrototype = Object.create(null) as object;
+    const badMessage = new Error('x');
+    Object.defineProperty(badMessage, 'message', { get: () => { throw new Error('getter'); } });
+    const odd = new Map<string, TaskKind>([
+      ['fn', { schema: z.unknown(), run: () => () => 1 }],
+      ['sym', { schema: z.unknown(), run: () => Symbol('s') }],
+      ['async-fn', { schema: z.unknown(), run: async () => () => 1 }],
+      ['changing', { schema: z.unknown(), run: () => changing }],
+      ['surrogate', { schema: z.unknown(), run: () => 'a\ud800b' }],
+      ['huge', { schema: z.unknown(), run: () => 'x'.repeat(MAX_RESULT_CHARS + 1) }],
+      ['null-proto', { schema: z.unknown(), run: () => { throw noPrototype; } }],
+      ['bad-message', { schema: z.unknown(), run: () => { throw badMessage; } }],
+      ['reject-null-proto', { schema: z.unknown(), run: () => Promise.reject(noPrototype) }],
+      ['bad-then', { schema: z.unknown(), run: () => ({ then: () => { throw new Error('then threw'); } }) }],
+    ]);
+    runner = new TaskRunner(1, odd, new ResultWriter(db, 1), (message) => sent.push(message));
+    const ids = [...odd.keys()];
+    handle({ tasks: ids.map((kind) => spec(kind, kind, null)) });
+    await runner.idle();
+    const byId = new Map(outcomes().map((o) => [o.taskId, o]));
+    const code = (id: string) => {
+      const outcome = byId.get(id);
+      return outcome?.status === 'failed' ? outcome.error.code : outcome?.status;
+    };
+    for (const id of ['fn', 'sym', 'async-fn', 'huge', 'null-proto', 'bad-message', 'reject-null-proto', 'bad-then']) {
+      expect(code(id), id).to.equal('HANDLER_FAILED');
+    }
+    expect(byId.get('fn')).to.have.nested.property('error.message', 'the result is not JSON: the handler returned a function');
+    expect(byId.get('null-proto')).to.have.nested.property('error.message', 'the handler failed');
+    expect(byId.get('bad-then')).to.have.nested.property('error.message', 'then threw');
+
+    // The reply is the stored text itself: a toJSON that answers differently each time, and a lone
+    // surrogate (stored as U+FFFD), come out the same in both.
+    const rows = new Map((await readRows(file)).map((row) => [row.task_id, row]));
+    expect(rows.size).to.equal(ids.length);
+    for (const id of ['changing', 'surrogate']) {
+      const outcome = byId.get(id);
+      expect(outcome?.status, id).to.equal('done');
+      if (outcome?.status === 'done') expect(outcome.result, id).to.equal(rows.get(id)?.result);
+    }
+    expect(calls, 'toJSON called once: the value is encoded once').to.equal(1);
+    expect(rows.get('surrogate')?.result).to.equal('a\uFFFDb');
+  });
 });

@@ -7,14 +7,15 @@ import { Logger } from '../../shared/logger';
 import type { StoredOutcome } from '../../shared/results-db';
 import type { Outcome, Task } from '../../server/task';
 import { WorkerSlot, type SlotEvents } from '../../server/worker-slot';
+import { until } from '../helpers/cluster';
 
 /** A worker process that does only what the test makes it do. */
 class FakeChild extends EventEmitter {
-  readonly pid: number;
+  readonly pid: number | undefined;
   connected = true;
   readonly signals: string[] = [];
   readonly sent: unknown[] = [];
-  constructor(pid: number) {
+  constructor(pid: number | undefined) {
     super();
     this.pid = pid;
   }
@@ -45,8 +46,10 @@ describe('WorkerSlot (a fake child process)', function () {
   let returned: Task[];
   let endedGroups: number[];
   let findStored: (taskIds: readonly string[]) => Promise<Map<string, StoredOutcome>>;
+  /** How the next forks fail: 'throw' (fork() throws), 'error' (an 'error' event, no pid, no 'exit'). */
+  let forkFailures: ('throw' | 'error')[];
 
-  function makeSlot(readyTimeoutMs: number): WorkerSlot {
+  function makeSlot(readyTimeoutMs: number, maxAttempts = 1): WorkerSlot {
     const stream = new PassThrough();
     stream.setEncoding('utf8').on('data', (text: string) => (log += text));
     const events: SlotEvents = {
@@ -61,13 +64,19 @@ describe('WorkerSlot (a fake child process)', function () {
       endGroup: (pid) => endedGroups.push(pid),
       findStored: (taskIds) => findStored(taskIds),
       maxInflight: 4,
-      maxAttempts: 1,
+      maxAttempts,
       readyTimeoutMs,
       logger: new Logger({ stream, env: { NO_COLOR: '1' } }),
       events,
       spawn: () => {
-        const child = new FakeChild(1000 + children.length);
+        const failure = forkFailures.shift();
+        if (failure === 'throw') throw new Error('spawn EAGAIN');
+        const child = new FakeChild(failure === 'error' ? undefined : 1000 + children.length);
         children.push(child);
+        if (failure === 'error') {
+          child.connected = false;
+          process.nextTick(() => child.emit('error', new Error('spawn EMFILE')));
+        }
         return child as unknown as ChildProcess;
       },
     });
@@ -80,6 +89,7 @@ describe('WorkerSlot (a fake child process)', function () {
     returned = [];
     endedGroups = [];
     findStored = () => Promise.resolve(new Map());
+    forkFailures = [];
   });
 
   const task = (taskId: string, timeoutMs: number): Task => ({
@@ -183,5 +193,139 @@ describe('WorkerSlot (a fake child process)', function () {
     expect(log).to.include('worker keeps dying young (2 in a row); respawning in 100 ms');
     await slot.stop();
     expect(settled).to.deep.equal([]);
+  });
+
+  /** Starts a slot and makes its first worker ready. */
+  async function readySlot(readyTimeoutMs = 1_000, maxAttempts = 1): Promise<WorkerSlot> {
+    const slot = makeSlot(readyTimeoutMs, maxAttempts);
+    const started = slot.start();
+    children[0]?.emit('message', { type: 'ready', pid: 1000, kinds: ['text'] });
+    await started;
+    return slot;
+  }
+
+  const sentTasks = (child: FakeChild | undefined): string[] =>
+    (child?.sent ?? []).flatMap((message) => ((message as { tasks?: { taskId: string }[] }).tasks ?? []).map((spec) => spec.taskId));
+
+  it('retries a fork that fails (thrown, or an error event with no pid and no exit) and gives the held tasks to the next worker', async function () {
+    const slot = await readySlot(1_000, 3);
+    slot.assign(task('held', 60_000));
+    await wait(5);
+    forkFailures = ['throw', 'error'];
+    children[0]?.die();
+    // Two failed forks, each a young death: the slot backs off and tries again, never stuck in `starting`.
+    await until(() => children.length === 3 && children[2]?.pid !== undefined, 2_000);
+    expect(log).to.include('could not start a worker process: spawn EAGAIN');
+    expect(log).to.include('could not be started: spawn EMFILE');
+    expect(log).to.match(/keeps dying young \(3 in a row\); respawning in 200 ms/);
+    children[2]?.emit('message', { type: 'ready', pid: 1002, kinds: ['text'] });
+    expect(slot.state).to.equal('ready');
+    await wait(5);
+    expect(sentTasks(children[2])).to.deep.equal(['held']);
+    await slot.stop();
+  });
+
+  it('after 3 failed starts in a row answers its held tasks from its file and gives the rest to other slots', async function () {
+    const slot = await readySlot(1_000, 3);
+    for (const id of ['stored', 'unstored']) slot.assign(task(id, 60_000));
+    await wait(5);
+    findStored = (taskIds) => {
+      expect(taskIds).to.have.members(['stored', 'unstored']);
+      return Promise.resolve(new Map([['stored', { status: 'done' as const, result: 'from the row' }]]));
+    };
+    forkFailures = ['error', 'error', 'error', 'error', 'error', 'error'];
+    children[0]?.die();
+    await until(() => settled.length === 1 && returned.length === 1, 3_000);
+    expect(settled[0]?.[0].taskId).to.equal('stored');
+    expect(settled[0]?.[1]).to.deep.include({ status: 'done', result: 'from the row', json: false });
+    expect(returned.map((each) => [each.taskId, each.redelivered])).to.deep.equal([['unstored', false]]);
+    expect(log).to.include('no worker could be started 3 times in a row: 1 held task(s) answered, 1 given to other workers');
+    expect(slot.stats().problem).to.include('spawn EMFILE');
+    await slot.stop();
+  });
+
+  it('fails its held tasks WORKER_LOST when it can neither start a worker nor read its file', async function () {
+    const slot = await readySlot(1_000, 3);
+    slot.assign(task('held', 60_000));
+    await wait(5);
+    findStored = () => Promise.reject(new Error('EMFILE: too many open files'));
+    forkFailures = ['error', 'error', 'error', 'error', 'error'];
+    children[0]?.die();
+    await until(() => settled.length === 1, 3_000);
+    const [, outcome] = settled[0] as [Task, Outcome];
+    expect(outcome.status === 'failed' && outcome.error.code).to.equal('WORKER_LOST');
+    expect(outcome.status === 'failed' && outcome.error.message).to.match(/could not be started .* its file could not be read \(EMFILE/);
+    await slot.stop();
+  });
+
+  it('settles the good outcomes of a batch with a malformed one in it', async function () {
+    const slot = await readySlot();
+    for (const id of ['a', 'b', 'c']) slot.assign(task(id, 60_000));
+    await wait(5);
+    children[0]?.emit('message', {
+      type: 'outcomes',
+      outcomes: [
+        { taskId: 'a', status: 'done', result: 'ra', json: false },
+        // What a result that is a function became in JSON: no `result` at all.
+        { taskId: 'b', status: 'done', json: true },
+        { taskId: 'c', status: 'done', result: '{"n":1}', json: true },
+      ],
+    });
+    expect(settled.map(([each, outcome]) => [each.taskId, outcome.status])).to.deep.equal([
+      ['a', 'done'],
+      ['c', 'done'],
+    ]);
+    expect(log).to.match(/malformed outcome from worker: result is required/);
+    expect(slot.heldCount, 'b waits for its own time limit or its worker').to.equal(1);
+    await slot.stop();
+  });
+
+  it('fails a JSON result that is not one valid line, instead of passing it into a reply', async function () {
+    const slot = await readySlot();
+    for (const id of ['broken', 'two-lines']) slot.assign(task(id, 60_000));
+    await wait(5);
+    children[0]?.emit('message', {
+      type: 'outcomes',
+      outcomes: [
+        { taskId: 'broken', status: 'done', result: '{"a":', json: true },
+        { taskId: 'two-lines', status: 'done', result: '[1,\n2]', json: true },
+      ],
+    });
+    expect(settled.map(([, outcome]) => outcome.status === 'failed' && outcome.error.code)).to.deep.equal(['INTERNAL', 'INTERNAL']);
+    await slot.stop();
+  });
+
+  it('gives tasks it could not store to other slots, and takes no new task', async function () {
+    const slot = await readySlot(1_000, 3);
+    slot.assign(task('t', 60_000));
+    await wait(5);
+    const error = { code: 'INTERNAL', message: 'could not store the result: SQLITE_READONLY' };
+    children[0]?.emit('message', { type: 'outcomes', outcomes: [{ taskId: 't', status: 'unstored', error }] });
+    expect(returned.map((each) => [each.taskId, each.storeFailures, each.redelivered])).to.deep.equal([['t', 1, false]]);
+    expect(slot.availability()).to.equal('down');
+    children[0]?.emit('message', { type: 'fatal', message: 'cannot store results in w1.db: SQLITE_READONLY' });
+    children[0]?.emit('exit', 3, null);
+    expect(log).to.include('died (cannot store results in w1.db: SQLITE_READONLY)');
+    expect(slot.stats().problem).to.include('SQLITE_READONLY');
+    await slot.stop();
+  });
+
+  it('does not count a kill for a time limit as a young death, nor reset the count', async function () {
+    const slot = await readySlot(1_000, 5);
+    // A young death on its own.
+    children[0]?.die();
+    children[1]?.emit('message', { type: 'ready', pid: 1001, kinds: ['text'] });
+    // Then a kill for a time limit, young too.
+    slot.assign(task('slow', 10));
+    await wait(5);
+    children[1]?.emit('message', { type: 'running', tasks: [{ ordinal: 0, runningMs: 50 }] });
+    slot.sweepTimeouts(performance.now());
+    children[1]?.die();
+    expect(log).to.not.match(/keeps dying young/);
+    children[2]?.emit('message', { type: 'ready', pid: 1002, kinds: ['text'] });
+    // The next young death is the second in a row, not the third and not the first.
+    children[2]?.die();
+    expect(log).to.match(/keeps dying young \(2 in a row\); respawning in 100 ms/);
+    await slot.stop();
   });
 });
