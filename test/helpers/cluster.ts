@@ -11,8 +11,13 @@ import path from 'node:path';
 import { RondaConnection } from '../../client/connection';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
-export const PRIMARY_SCRIPT = path.join(ROOT, 'dist', 'server', 'main.js');
-export const CLI_SCRIPT = path.join(ROOT, 'dist', 'client', 'cli.js');
+/**
+ * The compiled code under test. RONDA_TEST_DIST names another build (an older commit's dist/,
+ * copied inside the project so it finds node_modules) to watch a new test fail against it.
+ */
+const DIST = process.env.RONDA_TEST_DIST === undefined ? path.join(ROOT, 'dist') : path.resolve(process.env.RONDA_TEST_DIST);
+export const PRIMARY_SCRIPT = path.join(DIST, 'server', 'main.js');
+export const CLI_SCRIPT = path.join(DIST, 'client', 'cli.js');
 
 export interface Exit {
   code: number | null;
