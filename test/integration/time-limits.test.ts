@@ -1,0 +1,69 @@
+import { expect } from 'chai';
+import path from 'node:path';
+import type { ServerMessage, StatsReply } from '../../shared/protocol';
+import { ROOT, startCluster, stopClusters } from '../helpers/cluster';
+import { closeRawClients, rawClient, type RawClient } from '../helpers/raw-client';
+
+const HOSTILE_KINDS = path.join(ROOT, 'test', 'fixtures', 'hostile-kinds.js');
+
+const restarts = (stats: StatsReply): number => stats.workers.reduce((sum, worker) => sum + worker.restarts, 0);
+
+/** Sends every submit in one write and waits for a reply to each id. */
+async function pipeline(client: RawClient, submits: object[], timeoutMs: number): Promise<ServerMessage[]> {
+  client.send(submits.map((submit) => JSON.stringify(submit)).join('\n') + '\n');
+  const ids = new Set(submits.map((submit) => (submit as { id: string }).id));
+  await client.next(() => client.messages.filter((message) => 'id' in message && ids.has(message.id as string)).length >= ids.size, timeoutMs);
+  return client.messages.filter((message) => 'id' in message && ids.has(message.id as string));
+}
+
+describe('time limits count a task\'s own running time', function () {
+  afterEach(async function () {
+    closeRawClients();
+    await stopClusters();
+  });
+
+  it('lets a CPU-bound burst run: 150 tasks of 30 ms, 50 to a worker at once, under a 1 s limit', async function () {
+    this.timeout(60_000);
+    // Each worker is handed its 50 tasks together: 1.5 s of CPU each, more on 2 cores, far past
+    // 1 s from when they were sent, and none near it from when it started.
+    const cluster = await startCluster({ args: ['--quiet', '--handlers', HOSTILE_KINDS, '--task-timeout-ms', '1000'] });
+    const client = await rawClient(cluster.port);
+    const submits = Array.from({ length: 150 }, (_, i) => ({ type: 'submit', id: `b${i}`, kind: 'busy', payload: { ms: 30 } }));
+    const replies = await pipeline(client, submits, 45_000);
+    const failed = replies.filter((reply) => reply.type !== 'done');
+    expect(failed.length, JSON.stringify(failed.slice(0, 2))).to.equal(0);
+    expect(restarts(await client.stats())).to.equal(0);
+    expect(cluster.output).to.not.include('ran past their time limit');
+  });
+
+  it('refuses a timeoutMs below --min-task-timeout-ms, naming it, and kills no worker', async function () {
+    const cluster = await startCluster({ args: ['--quiet'] });
+    const client = await rawClient(cluster.port);
+    const submits = Array.from({ length: 60 }, (_, i) => ({ type: 'submit', id: `s${i}`, kind: 'sleep', payload: { ms: 50 }, timeoutMs: 1 }));
+    const replies = await pipeline(client, submits, 10_000);
+    for (const reply of replies) {
+      expect(reply).to.deep.include({
+        type: 'error',
+        code: 'BAD_MESSAGE',
+        message: "timeoutMs must be at least 1000 (the server's --min-task-timeout-ms)",
+      });
+    }
+    expect(restarts(await client.stats())).to.equal(0);
+  });
+
+  it('does not kill healthy workers after the primary itself was stopped and continued', async function () {
+    this.timeout(30_000);
+    const cluster = await startCluster({ args: ['--quiet'] });
+    const client = await rawClient(cluster.port);
+    for (let i = 0; i < 3; i += 1) client.send({ type: 'submit', id: `nap${i}`, kind: 'sleep', payload: { ms: 1_200 }, timeoutMs: 1_500 });
+    // Long enough for the workers to have said the tasks are running (their clocks have started).
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    process.kill(cluster.pid, 'SIGSTOP');
+    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    process.kill(cluster.pid, 'SIGCONT');
+    // The tasks ended during the stop, within their limits; their outcomes wait in the pipes.
+    for (let i = 0; i < 3; i += 1) expect(await client.reply(`nap${i}`, 5_000)).to.deep.include({ type: 'done' });
+    expect(restarts(await client.stats())).to.equal(0);
+    expect(cluster.output).to.match(/the primary was stalled for \d+ ms/);
+  });
+});
