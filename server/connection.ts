@@ -29,7 +29,7 @@ export const MAX_PENDING_PER_CONNECTION = 4_096;
  * Characters of the lines of those tasks: payloads, not task counts, fill memory (4,096 tasks of
  * 1 MiB would be 4 GiB). One task of any size is always taken when none is pending.
  */
-export const MAX_PENDING_CHARS_PER_CONNECTION = 2 * 1024 * 1024;
+export const MAX_PENDING_CHARS_PER_CONNECTION = 1024 * 1024;
 /**
  * Characters of replies a connection may owe (written, not yet read by the client) before the
  * server handles no more of its lines: a client that sends requests and reads no replies is
@@ -548,10 +548,10 @@ export class Connection implements TaskOwner {
     const busy = this.pending > 0 || this.querying || this.backlogHead < this.backlog.length;
     const idleFor = now - this.lastLineAt;
     if (!busy && !this.ended && idleFor >= limit) {
+      // Ends the socket once the refusal is written; a client reading nothing is dropped later.
       this.refuse({ code: ErrorCode.IDLE_TIMEOUT, message: `idle for ${limit} ms; closing` });
-      return;
     }
-    const untilIdle = busy ? limit : limit - idleFor;
+    const untilIdle = busy || this.ended ? limit : limit - idleFor;
     const untilStalled = this.blockedSince === undefined ? limit : limit - (now - this.blockedSince);
     this.armIdleTimer(Math.max(1, Math.min(untilIdle, untilStalled)));
   }

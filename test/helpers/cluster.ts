@@ -174,3 +174,10 @@ export async function until(condition: () => boolean | Promise<boolean>, timeout
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
+
+/** A field of /proc/<pid>/status in MB (VmRSS: resident now; VmHWM: the peak so far). */
+export function memoryMb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  const match = readFileSync(`/proc/${pid}/status`, 'utf8').match(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm'));
+  if (match === null) throw new Error(`no ${field} for pid ${pid}`);
+  return Number(match[1]) / 1024;
+}

@@ -1,7 +1,6 @@
 import { expect } from 'chai';
-import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import { startCluster, stopClusters } from '../helpers/cluster';
+import { memoryMb, startCluster, stopClusters } from '../helpers/cluster';
 import { closeRawClients, rawClient } from '../helpers/raw-client';
 
 /** Tasks the flooder tries to send, if time allows. */
@@ -16,13 +15,6 @@ const RSS_LIMIT_MB = 300;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** A field of /proc/<pid>/status in MB (VmRSS: resident now; VmHWM: the peak so far). */
-function memoryMb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
-  const match = readFileSync(`/proc/${pid}/status`, 'utf8').match(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm'));
-  if (match === null) throw new Error(`no ${field} for pid ${pid}`);
-  return Number(match[1]) / 1024;
 }
 
 describe('guarantees: a client flooding tasks and not reading its replies', function () {
