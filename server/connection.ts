@@ -82,7 +82,7 @@ interface Pending {
  *
  * Every request is under backpressure. Lines are handled in order, each only when the connection
  * has room for what it asks: a task while the connection has fewer than 4,096 unanswered tasks
- * and 2 Mi characters of them and the primary's queue has room; a `results` query when none of
+ * and 1 Mi characters of them (or none at all) and the primary's queue has room; a `results` query when none of
  * its own runs; anything only while it owes fewer than 1 Mi characters of replies. Until the head
  * line can be handled, no more is read from the socket, so TCP pushes back on the sender; memory
  * per connection is bounded by those budgets, one read and one unterminated line.

@@ -100,6 +100,8 @@ export interface StartOptions {
   dataDir?: string;
   /** Resolve before the primary is listening (for tests of failed starts). */
   wait?: boolean;
+  /** A command that runs the primary (`prlimit --nofile=64:64 --`), execing it in place. */
+  prefix?: string[];
   /**
    * Listen on this port instead of 0: only for a client that must be started before its server
    * (a port from unusedPort(), which the system just handed out).
@@ -110,11 +112,16 @@ export interface StartOptions {
 /** Starts a primary on 127.0.0.1, port 0 (or `port`), and resolves once it is listening. */
 export async function startCluster(options: StartOptions = {}): Promise<Cluster> {
   const dataDir = options.dataDir ?? (await makeTempDir());
-  const child = spawn(
+  const command = [
+    ...(options.prefix ?? []),
     process.execPath,
-    [PRIMARY_SCRIPT, '--host', '127.0.0.1', '--port', String(options.port ?? 0), '--data-dir', dataDir, ...(options.args ?? [])],
-    { env: { ...process.env, NO_COLOR: '1', ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+    PRIMARY_SCRIPT,
+    ...['--host', '127.0.0.1', '--port', String(options.port ?? 0), '--data-dir', dataDir, ...(options.args ?? [])],
+  ];
+  const child = spawn(command[0] as string, command.slice(1), {
+    env: { ...process.env, NO_COLOR: '1', ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const cluster = new Cluster(child, dataDir, options.dataDir === undefined);
   running.add(cluster);
   if (options.wait === false) return cluster;

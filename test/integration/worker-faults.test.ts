@@ -1,0 +1,119 @@
+import { expect } from 'chai';
+import net from 'node:net';
+import path from 'node:path';
+import type { ServerMessage } from '../../shared/protocol';
+import { isAlive, ROOT, startCluster, stopClusters, until } from '../helpers/cluster';
+import { closeRawClients, rawClient, type RawClient } from '../helpers/raw-client';
+
+const HOSTILE_KINDS = path.join(ROOT, 'test', 'fixtures', 'hostile-kinds.js');
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function workerPids(client: RawClient): Promise<number[]> {
+  return (await client.stats()).workers.map((worker) => worker.pid as number);
+}
+
+/** Opens connections until the server, out of file descriptors, closes one at once; keeps the rest. */
+async function exhaustDescriptors(port: number): Promise<net.Socket[]> {
+  const held: net.Socket[] = [];
+  for (let i = 0; i < 500; i += 1) {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    const state = await new Promise<string>((resolve) => {
+      socket.once('connect', () => {
+        socket.once('close', () => resolve('closed'));
+        setTimeout(() => resolve('open'), 60);
+      });
+      socket.once('error', () => resolve('error'));
+    });
+    if (state !== 'open') return held;
+    held.push(socket);
+  }
+  throw new Error('the server never ran out of file descriptors');
+}
+
+describe('worker faults: fork failures and orphans', function () {
+  const held: net.Socket[] = [];
+  /** Processes a test made (workers, what their handlers started): ended if a failing test left them. */
+  const started: number[] = [];
+  afterEach(async function () {
+    for (const socket of held.splice(0)) socket.destroy();
+    for (const pid of started.splice(0)) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+    closeRawClients();
+    await stopClusters();
+  });
+
+  it('retries a worker that cannot be forked (EMFILE) and answers every task it held', async function () {
+    this.timeout(40_000);
+    const cluster = await startCluster({ args: ['--quiet'], prefix: ['prlimit', '--nofile=64:64', '--'] });
+    const client = await rawClient(cluster.port);
+    await cluster.waitFor(/standby worker pid \d+ loaded/);
+    held.push(...(await exhaustDescriptors(cluster.port)));
+    // The standby takes the first death; the second needs a fork, which fails now.
+    process.kill((await workerPids(client))[0] as number, 'SIGKILL');
+    await until(async () => (await client.stats()).workers[0]?.state === 'ready', 5_000, 'the standby in slot 1');
+    const submits = Array.from({ length: 60 }, (_, i) => ({ type: 'submit', id: `t${i}`, kind: 'sleep', payload: { ms: 1_500 } }));
+    client.send(submits.map((submit) => JSON.stringify(submit)).join('\n') + '\n');
+    await sleep(300);
+    process.kill((await workerPids(client))[0] as number, 'SIGKILL');
+
+    await cluster.waitFor(/\[worker 1\] could not be started: spawn .*EMFILE/, 5_000);
+    const during = (await client.stats()).workers[0];
+    expect(['starting', 'backoff']).to.include(during?.state);
+    expect(during?.problem).to.match(/EMFILE/);
+    // Three failed starts in a row: slot 1 stops holding its 20 tasks for a worker that may not come.
+    await cluster.waitFor(/no worker could be started 3 times in a row/, 5_000);
+    const replies = await Promise.all(submits.map((submit) => client.reply(submit.id, 10_000)));
+    const outcome = (reply: ServerMessage) => (reply.type === 'failed' ? reply.error.code : reply.type);
+    for (const reply of replies) expect(['done', 'WORKER_LOST']).to.include(outcome(reply));
+    expect(replies.filter((reply) => reply.type === 'done' && reply.worker !== 1)).to.have.length(40);
+
+    // Descriptors free again: slot 1 is back, and serves its share.
+    for (const socket of held.splice(0)) socket.destroy();
+    await until(async () => (await client.stats()).workers[0]?.state === 'ready', 15_000, 'slot 1 ready again');
+    expect((await client.stats()).workers[0]?.problem).to.equal(undefined);
+    const workers = new Set<number>();
+    for (let i = 0; i < 3; i += 1) {
+      client.send({ type: 'submit', id: `after${i}`, payload: 'x' });
+      const reply = await client.reply(`after${i}`);
+      if (reply.type === 'done') workers.add(reply.worker);
+    }
+    expect([...workers].sort()).to.deep.equal([1, 2, 3]);
+  });
+
+  it('leaves no worker, nor what its handlers started, alive 1 s after a SIGKILLed primary, even busy ones', async function () {
+    this.timeout(30_000);
+    const cluster = await startCluster({ args: ['--quiet', '--handlers', HOSTILE_KINDS] });
+    const client = await rawClient(cluster.port);
+    const sleepers: number[] = [];
+    for (let i = 0; i < 3; i += 1) {
+      client.send({ type: 'submit', id: `spawn${i}`, kind: 'spawn-sleeper', payload: { seconds: 60 } });
+      const reply = await client.reply(`spawn${i}`);
+      if (reply.type === 'done') sleepers.push(reply.result as number);
+    }
+    expect(sleepers).to.have.length(3);
+    const workers = await workerPids(client);
+    started.push(...workers, ...sleepers);
+    // Every worker deep in synchronous work: its event loop will not see the IPC channel close.
+    for (let i = 0; i < 6; i += 1) client.send({ type: 'submit', id: `busy${i}`, kind: 'busy', payload: { ms: 20_000 } });
+    await sleep(500);
+    const killedAt = Date.now();
+    await cluster.kill('SIGKILL');
+    const everyone = [...workers, ...sleepers];
+    await until(() => everyone.every((pid) => !isAlive(pid)), 5_000, 'the workers and their children to be gone');
+    const tookMs = Date.now() - killedAt;
+    console.log(`      workers and their handlers' processes gone ${tookMs} ms after the primary's SIGKILL`);
+    expect(tookMs).to.be.below(1_000);
+  });
+
+  it('ends what a handler started when its worker is killed from outside', async function () {
+    const cluster = await startCluster({ args: ['--quiet', '--workers', '1', '--handlers', HOSTILE_KINDS] });
+    const client = await rawClient(cluster.port);
+    client.send({ type: 'submit', id: 'spawn', kind: 'spawn-sleeper', payload: { seconds: 60 } });
+    const reply = await client.reply('spawn');
+    const sleeper = reply.type === 'done' ? (reply.result as number) : 0;
+    started.push(sleeper);
+    expect(isAlive(sleeper)).to.equal(true);
+    process.kill((await workerPids(client))[0] as number, 'SIGKILL');
+    await until(() => !isAlive(sleeper), 2_000, 'the handler\'s sleep process to be gone');
+  });
+});
