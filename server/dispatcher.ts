@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { ErrorCode } from '../shared/errors';
 import type { Logger } from '../shared/logger';
 import type { WorkerStats } from '../shared/protocol';
 import { findStoredIn } from '../shared/results-db';
@@ -114,6 +115,10 @@ export class Dispatcher implements SlotEvents {
 
   submit(task: Task): void {
     this.accepted += 1;
+    if (this.allFailing()) {
+      this.settleWithoutWorker([task]);
+      return;
+    }
     if (this.queue.length === 0) {
       const slot = this.ring.next();
       if (slot !== undefined) {
@@ -160,11 +165,11 @@ export class Dispatcher implements SlotEvents {
     this.schemas = schemas;
   }
 
-  settled(slot: WorkerSlot, settled: readonly [Task, Outcome][]): void {
+  settled(slot: WorkerSlot | undefined, settled: readonly [Task, Outcome][]): void {
     const { logger } = this.options;
     const now = performance.now();
     for (const [task, outcome] of settled) {
-      logger.task(slot.slot, () =>
+      logger.task(slot?.slot ?? 'primary', () =>
         outcome.status === 'done'
           ? `done ${task.owner.label}/${task.clientId ?? task.taskId} (${task.kind}) in ${(now - task.acceptedAt).toFixed(2)} ms`
           : `failed ${task.owner.label}/${task.clientId ?? task.taskId} (${task.kind}): ${outcome.error.code}`,
@@ -199,10 +204,35 @@ export class Dispatcher implements SlotEvents {
       this.queuedChars -= task.chars;
       this.handTo(slot, task);
     }
+    if (this.queue.length > 0 && this.allFailing()) {
+      const tasks = this.queue;
+      this.queue = [];
+      this.queuedChars = 0;
+      this.settleWithoutWorker(tasks);
+    }
     if (this.isSaturated && this.queue.length <= this.options.maxQueue / 2 && this.queuedChars <= MAX_QUEUED_CHARS / 2) {
       this.isSaturated = false;
       this.options.onPressure?.(false);
     }
+  }
+
+  /**
+   * Whether no slot can serve for more than a moment: every one has failed to start a worker
+   * several times in a row (a full disk, a file it cannot write, a handlers module that does not
+   * load). Tasks would wait for as long as the cause lasts; they fail at once instead, saying why,
+   * until a slot serves again.
+   */
+  private allFailing(): boolean {
+    return this.slots.every((slot) => slot.failingToStart);
+  }
+
+  private settleWithoutWorker(tasks: readonly Task[]): void {
+    const reasons = this.slots.map((slot) => `worker ${slot.slot}: ${slot.problemText ?? 'not ready'}`);
+    const error = {
+      code: ErrorCode.INTERNAL,
+      message: `no worker can run tasks now (${reasons[0]}${reasons.length > 1 ? `; and ${reasons.length - 1} more, see stats` : ''})`,
+    };
+    this.settled(undefined, tasks.map((task): [Task, Outcome] => [task, { status: 'failed', error, worker: undefined }]));
   }
 
   private checkIdle(): void {

@@ -167,6 +167,19 @@ export class WorkerSlot {
       : 'full';
   }
 
+  /**
+   * Workers have failed to start here MAX_START_FAILURES times in a row (its file cannot be
+   * written, its handlers do not load, forks fail): not a passing hiccup. Why is in `stats`.
+   */
+  get failingToStart(): boolean {
+    return this.startFailures >= MAX_START_FAILURES;
+  }
+
+  /** Why the slot is not serving, if it has said (see stats' `problem`). */
+  get problemText(): string | undefined {
+    return this.problem;
+  }
+
   /** Whether a new task may be handed to this slot now. */
   canTake(): boolean {
     return this.availability() === 'open';
