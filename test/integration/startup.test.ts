@@ -1,0 +1,146 @@
+import { expect } from 'chai';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import net, { type AddressInfo } from 'node:net';
+import path from 'node:path';
+import { isAlive, makeTempDir, processesMentioning, startCluster, stopClusters, until } from '../helpers/cluster';
+import { closeRawClients, rawClient } from '../helpers/raw-client';
+
+/** A handlers module outside the project: its folder has no node_modules. */
+async function outsideModule(dir: string, name: string, source: string): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  const file = path.join(dir, name);
+  await writeFile(file, source);
+  return file;
+}
+
+describe('start-up: one cluster per data dir, and failures that name their cause', function () {
+  const dirs: string[] = [];
+  afterEach(async function () {
+    closeRawClients();
+    await stopClusters();
+    await Promise.all(dirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
+  });
+
+  async function tempDir(): Promise<string> {
+    const dir = await makeTempDir();
+    dirs.push(dir);
+    return dir;
+  }
+
+  it('refuses a second cluster on the same data dir, naming the folder and the owner, forking nothing', async function () {
+    this.timeout(20_000);
+    const first = await startCluster({ args: ['--quiet'] });
+    await first.waitFor(/standby worker pid \d+ loaded/);
+    const workersBefore = processesMentioning(first.dataDir).sort();
+    const second = await startCluster({ args: ['--quiet'], dataDir: first.dataDir, wait: false });
+    expect((await second.waitForExit()).code).to.equal(1);
+    expect(second.output).to.include(`${first.dataDir} is in use by another Ronda cluster (its primary is pid ${first.pid})`);
+    expect(processesMentioning(first.dataDir).sort(), 'no worker of the second one ran on the files').to.deep.equal(workersBefore);
+    // The first one is untouched.
+    const client = await rawClient(first.port);
+    client.send({ type: 'submit', id: 'still', payload: 'x' });
+    expect(await client.reply('still')).to.include({ type: 'done' });
+  });
+
+  it('takes over the data dir of a primary that was SIGKILLed', async function () {
+    this.timeout(20_000);
+    const dataDir = await tempDir();
+    const first = await startCluster({ args: ['--quiet'], dataDir });
+    await first.kill('SIGKILL');
+    const second = await startCluster({ args: ['--quiet'], dataDir });
+    const client = await rawClient(second.port);
+    client.send({ type: 'submit', id: 'after', payload: 'x' });
+    expect(await client.reply('after')).to.include({ type: 'done' });
+  });
+
+  it('fails on a port in use before forking any worker', async function () {
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    try {
+      const cluster = await startCluster({ args: ['--quiet'], port, wait: false });
+      expect((await cluster.waitForExit()).code).to.equal(1);
+      expect(cluster.output).to.include(`127.0.0.1:${port} is in use by another program (another Ronda?)`);
+      expect(cluster.output).to.not.match(/ready, pid/);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('names the handlers module and the line of its syntax error, once', async function () {
+    const dir = await tempDir();
+    const bad = await outsideModule(path.join(dir, 'kinds'), 'bad.js', "'use strict';\nconst a = 1;\nconst b = ;\n");
+    const cluster = await startCluster({ args: ['--quiet', '--handlers', bad], wait: false });
+    expect((await cluster.waitForExit()).code).to.equal(1);
+    const reason = `cannot load the handlers module ${bad}: SyntaxError: Unexpected token ';' (at ${bad}:3)`;
+    expect(cluster.output.split(reason).length - 1, cluster.output).to.equal(1);
+    await until(() => processesMentioning(cluster.dataDir).length === 0, 3_000, 'no worker left');
+  });
+
+  it('lets a handlers module outside the project require zod, and names a missing file', async function () {
+    const dir = await tempDir();
+    const upper = await outsideModule(
+      path.join(dir, 'kinds'),
+      'upper.js',
+      "const { z } = require('zod');\nexports.kinds = { upper: { schema: z.string(), run: (text) => text.toUpperCase() } };\n",
+    );
+    const cluster = await startCluster({ args: ['--quiet', '--handlers', upper] });
+    const client = await rawClient(cluster.port);
+    client.send({ type: 'submit', id: 'u', kind: 'upper', payload: 'hola' });
+    expect(await client.reply('u')).to.deep.include({ type: 'done', result: 'HOLA' });
+
+    const missing = await startCluster({ args: ['--quiet', '--handlers', path.join(dir, 'nope.js')], wait: false });
+    expect((await missing.waitForExit()).code).to.equal(2);
+    expect(missing.output).to.include(`--handlers ${path.join(dir, 'nope.js')}: no such file`);
+  });
+
+  it('reads the token from --token-file, and warns when one is given on the command line', async function () {
+    const dir = await tempDir();
+    const file = path.join(dir, 'token');
+    await writeFile(file, 'file-secret-123\n');
+    const fromFile = await startCluster({ args: ['--quiet', '--token-file', file] });
+    const refused = await rawClient(fromFile.port);
+    refused.send({ type: 'hello', token: 'wrong-one-123' });
+    await refused.waitClosed(5_000);
+    const allowed = await rawClient(fromFile.port);
+    allowed.send({ type: 'hello', token: 'file-secret-123' });
+    expect(await allowed.next((message) => message.type === 'hello')).to.include({ server: 'ronda' });
+    expect(fromFile.output).to.not.include('shows in `ps`');
+
+    const onCommandLine = await startCluster({ args: ['--quiet', '--token', 'visible-secret'] });
+    expect(onCommandLine.output).to.include('--token on the command line shows in `ps` to every user of this machine');
+  });
+
+  it('slows down a loop of wrong tokens and logs it', async function () {
+    this.timeout(20_000);
+    const cluster = await startCluster({ args: ['--token', 'right-token-1'] });
+    let guesses = 0;
+    const until = Date.now() + 3_000;
+    while (Date.now() < until) {
+      const client = await rawClient(cluster.port);
+      client.send({ type: 'hello', token: `guess-${guesses}` });
+      await client.waitClosed(10_000);
+      guesses += 1;
+    }
+    console.log(`      ${guesses} wrong tokens in 3 s from one connection loop`);
+    expect(guesses).to.be.below(10);
+    expect(cluster.output).to.match(/authentication failed from 127\.0\.0\.1 \(wrong token; \d+ in a row from there, answered after \d+ ms\)/);
+    // The right token is answered at once, whatever came before.
+    const started = Date.now();
+    const good = await rawClient(cluster.port);
+    good.send({ type: 'hello', token: 'right-token-1' });
+    await good.next((message) => message.type === 'hello');
+    expect(Date.now() - started).to.be.below(200);
+  });
+
+  it('logs a killed standby worker and forks another', async function () {
+    this.timeout(20_000);
+    const cluster = await startCluster({ args: ['--quiet'] });
+    const loaded = await cluster.waitFor(/standby worker pid (\d+) loaded/);
+    const standby = Number(loaded[1]);
+    process.kill(standby, 'SIGKILL');
+    await cluster.waitFor(new RegExp(`standby worker pid ${standby} exited \\(SIGKILL\\); forking another`));
+    const next = await cluster.waitFor(new RegExp(`standby worker pid (?!${standby}\\b)(\\d+) loaded`));
+    expect(isAlive(Number(next[1]))).to.equal(true);
+  });
+});
