@@ -1,7 +1,9 @@
 import { expect } from 'chai';
 import net from 'node:net';
 import { ErrorCode, RondaError } from '../../shared/errors';
+import { MAX_LINE_BYTES } from '../../shared/protocol';
 import { startCluster, stopClusters } from '../helpers/cluster';
+import { closeRawClients, rawClient } from '../helpers/raw-client';
 
 /** Connects a bare socket and collects everything the server sends until it closes. */
 async function rawSocket(port: number, options: { allowHalfOpen?: boolean } = {}) {
@@ -16,7 +18,10 @@ async function rawSocket(port: number, options: { allowHalfOpen?: boolean } = {}
 }
 
 describe('connection edge cases', function () {
-  afterEach(stopClusters);
+  afterEach(async () => {
+    closeRawClients();
+    await stopClusters();
+  });
 
   it('never splits a plain-text line, even while it stops reading from a client that is not reading', async function () {
     this.timeout(60_000);
@@ -97,9 +102,28 @@ describe('connection edge cases', function () {
 });
 
 describe('memory bounded by payload size, not only task count', function () {
-  afterEach(stopClusters);
+  afterEach(async () => {
+    closeRawClients();
+    await stopClusters();
+  });
 
-  it('stops reading a client once its unanswered tasks hold 8 Mi characters', async function () {
+  it('takes a line of exactly 1 MiB ending in CRLF, as one ending in LF, and refuses one byte more', async function () {
+    this.timeout(20_000);
+    const cluster = await startCluster({ args: ['--quiet'] });
+    const client = await rawClient(cluster.port);
+    const line = (id: string, bytes: number) => {
+      const empty = JSON.stringify({ type: 'submit', id, kind: 'hash', payload: '' });
+      return JSON.stringify({ type: 'submit', id, kind: 'hash', payload: 'z'.repeat(bytes - Buffer.byteLength(empty)) });
+    };
+    expect(Buffer.byteLength(line('crlf', MAX_LINE_BYTES))).to.equal(MAX_LINE_BYTES);
+    client.send(`${line('crlf', MAX_LINE_BYTES)}\r\n${line('lf', MAX_LINE_BYTES)}\n`);
+    expect(await client.reply('crlf', 10_000)).to.include({ type: 'done' });
+    expect(await client.reply('lf', 10_000)).to.include({ type: 'done' });
+    client.send(`${line('over', MAX_LINE_BYTES + 1)}\r\n`);
+    expect(await client.next((message) => message.type === 'error', 10_000)).to.include({ code: 'LINE_TOO_LONG' });
+  });
+
+  it('stops taking tasks from a client once its unanswered tasks hold 1 Mi characters', async function () {
     this.timeout(30_000);
     const cluster = await startCluster({ args: ['--quiet', '--workers', '1', '--max-inflight-per-worker', '1'] });
     const observer = await cluster.connect();
@@ -110,8 +134,8 @@ describe('memory bounded by payload size, not only task count', function () {
     for (let i = 0; i < 60; i += 1) raw.socket.write(`${JSON.stringify({ type: 'submit', id: `big${i}`, kind: 'hash', payload })}\n`);
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     const stats = await observer.stats();
-    // 8 Mi characters is 8 such lines and the one that crossed the line: 60 MB were written.
-    expect(stats.queued).to.be.within(1, 10);
+    // One such line is 1 Mi characters: it is taken (none was pending), the next waits unread.
+    expect(stats.queued).to.equal(1);
     raw.socket.destroy();
     expect((await busy).type).to.equal('done');
   });

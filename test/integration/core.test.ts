@@ -132,4 +132,21 @@ describe('cluster (real primary, workers, sockets and SQLite files)', function (
       await until(() => pids.every((pid) => !isAlive(pid)), 2_000, 'workers to be gone');
     }
   });
+
+  it('bounds the whole shutdown by --shutdown-timeout-ms, workers included, however long a task runs', async function () {
+    this.timeout(20_000);
+    const handlers = path.join(__dirname, '..', 'fixtures', 'hostile-kinds.js');
+    const cluster = await startCluster({ args: ['--quiet', '--handlers', handlers, '--shutdown-timeout-ms', '1000'] });
+    const client = await rawClient(cluster.port);
+    client.send({ type: 'submit', id: 'long', kind: 'busy', payload: { ms: 15_000 } });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const pids = (await client.stats()).workers.map((worker) => worker.pid as number);
+    const started = Date.now();
+    expect(await cluster.kill('SIGTERM')).to.deep.equal({ code: 0, signal: null });
+    const tookMs = Date.now() - started;
+    // The drain's 1 s, the workers' 0.5 s more at most, the sockets' 0.5 s linger.
+    expect(tookMs).to.be.below(2_500);
+    expect(cluster.output).to.include('shutdown deadline passed with 1 task(s) unfinished');
+    await until(() => pids.every((pid) => !isAlive(pid)), 2_000, 'workers to be gone');
+  });
 });

@@ -5,12 +5,15 @@ import path from 'node:path';
 import {
   makeTempDir,
   PRIMARY_SCRIPT,
+  ROOT,
   startCluster,
   stopClusters,
   until,
 } from '../helpers/cluster';
 import { readRows } from '../helpers/db';
 import { closeRawClients, rawClient, type RawClient } from '../helpers/raw-client';
+
+const HOSTILE_KINDS = path.join(ROOT, 'test', 'fixtures', 'hostile-kinds.js');
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -163,6 +166,30 @@ describe('guarantees: bounded work in flight, hostile input, exposure', function
     for (const id of ids) expect(await good.reply(id)).to.include({ type: 'done' });
     const stats = await good.stats();
     expect(stats.workers.every((worker) => worker.restarts === 0)).to.equal(true);
+  });
+
+  it('answers a handler\'s unserialisable result or odd throw alone; the rest of its batch goes on', async function () {
+    const cluster = await startCluster({ args: ['--quiet', '--workers', '1', '--handlers', HOSTILE_KINDS] });
+    const client = await rawClient(cluster.port);
+    const submits = [
+      ...Array.from({ length: 30 }, (_, i) => ({ type: 'submit', id: `a${i}`, payload: `a${i}` })),
+      { type: 'submit', id: 'fn', kind: 'returns-function', payload: null },
+      { type: 'submit', id: 'np', kind: 'throws-null-proto', payload: null },
+      ...Array.from({ length: 30 }, (_, i) => ({ type: 'submit', id: `b${i}`, payload: `b${i}` })),
+    ];
+    const started = Date.now();
+    client.send(submits.map((submit) => JSON.stringify(submit)).join('\n') + '\n');
+    const replies = await Promise.all(submits.map((submit) => client.reply(submit.id, 5_000)));
+    expect(Date.now() - started, 'no task waited for a time limit').to.be.below(3_000);
+    expect(replies.filter((reply) => reply.type === 'done')).to.have.length(60);
+    const fn = replies[30];
+    expect(fn?.type === 'failed' && fn.error).to.deep.equal({
+      code: 'HANDLER_FAILED',
+      message: 'the result is not JSON: the handler returned a function',
+    });
+    const np = replies[31];
+    expect(np?.type === 'failed' && np.error.code).to.equal('HANDLER_FAILED');
+    expect((await client.stats()).workers[0]?.restarts, 'the worker did not die of it').to.equal(0);
   });
 
   it('stores the result of a task whose client disconnected before the reply', async function () {
