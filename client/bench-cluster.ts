@@ -28,11 +28,11 @@ export function externalTarget(host: string, port: number): BenchTarget {
 }
 
 /** Starts `node dist/server/main.js --port 0 --data-dir <temp> --quiet` and waits until it listens. */
-export async function startOwnCluster(workers: number): Promise<BenchTarget> {
+export async function startOwnCluster(workers: number, extraArgs: readonly string[] = []): Promise<BenchTarget> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'ronda-bench-'));
   const child = spawn(
     process.execPath,
-    [PRIMARY_SCRIPT, '--port', '0', '--data-dir', dataDir, '--workers', String(workers), '--quiet'],
+    [PRIMARY_SCRIPT, '--port', '0', '--data-dir', dataDir, '--workers', String(workers), '--quiet', ...extraArgs],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' } },
   );
   let log = '';

@@ -25,7 +25,7 @@ export interface BenchPlan {
   phases: ReadonlySet<Phase>;
 }
 
-export const PHASES = ['saturation', 'latency', 'serial', 'recovery'] as const;
+export const PHASES = ['saturation', 'least-loaded', 'latency', 'serial', 'recovery'] as const;
 export type Phase = (typeof PHASES)[number];
 
 /** Fractions of the measured saturation rate at which latency is measured. */
@@ -66,11 +66,17 @@ export interface BenchReport {
 /** Tells a person what runs now, and how far the phase is (`done` of `total` runs). */
 type Progress = (label: string, done: number, total: number) => void;
 
+/**
+ * @param contender starts a second cluster like the bench's own but with `--dispatch
+ *   least-loaded`; its saturation runs take turns with the first one's, so that both see the same
+ *   moments of a noisy machine. Only for a cluster the bench started.
+ */
 export async function runBench(
   target: BenchTarget,
   endpoint: Endpoint,
   plan: BenchPlan,
   progress: Progress,
+  contender?: () => Promise<BenchTarget>,
 ): Promise<BenchReport> {
   const startedAt = new Date().toISOString();
   const connections = await connectAll(endpoint, plan.connections);
@@ -97,16 +103,34 @@ export async function runBench(
 
     const saturation: number[] = [];
     const saturationTasks: number[] = [];
+    const leastLoaded: number[] = [];
     const saturationRuns = plan.phases.has('saturation') || plan.phases.has('latency') ? plan.runs : 0;
-    for (let run = 1; run <= saturationRuns; run += 1) {
-      const label = `saturation run ${run}/${plan.runs}`;
-      progress(label, run - 1, plan.runs);
-      const result = await metered('saturation', () =>
-        saturate(connections, plan.tasks, plan.window, (done) => progress(`${label}: ${done} tasks`, run - 1 + done / plan.tasks, plan.runs)),
-      );
-      noteFailures(result);
-      saturation.push(result.tasksPerS);
-      saturationTasks.push(result.tasks);
+    const second = saturationRuns > 0 && plan.phases.has('least-loaded') ? await startContender(contender, endpoint, plan) : undefined;
+    try {
+      if (second !== undefined) {
+        noteFailures(await bounded('the warm-up', saturate(second.connections, Math.round(plan.tasks * WARMUP_SHARE), plan.window)));
+      }
+      for (let run = 1; run <= saturationRuns; run += 1) {
+        const label = `saturation run ${run}/${plan.runs}`;
+        progress(label, run - 1, plan.runs);
+        const result = await metered('saturation', () =>
+          saturate(connections, plan.tasks, plan.window, (done) => progress(`${label}: ${done} tasks`, run - 1 + done / plan.tasks, plan.runs)),
+        );
+        noteFailures(result);
+        saturation.push(result.tasksPerS);
+        saturationTasks.push(result.tasks);
+        if (second !== undefined) {
+          progress(`saturation, least-loaded, run ${run}/${plan.runs}`, run - 0.5, plan.runs);
+          const other = await bounded('saturation, least-loaded', saturate(second.connections, plan.tasks, plan.window));
+          noteFailures(other);
+          leastLoaded.push(other.tasksPerS);
+        }
+      }
+    } finally {
+      if (second !== undefined) {
+        await closeAll(second.connections);
+        await second.target.stop();
+      }
     }
     const saturationSpread = spread(saturation);
 
@@ -187,6 +211,12 @@ export async function runBench(
         unit: 'tasks/s',
         value: saturationSpread,
         target: { bound: 'min', value: TARGETS.saturationPerS },
+      },
+      {
+        key: 'saturation.leastLoaded',
+        label: 'saturation, --dispatch least-loaded',
+        unit: 'tasks/s',
+        value: spread(leastLoaded),
       },
       ...latencyFigures,
       {
@@ -270,6 +300,22 @@ export async function runBench(
     };
   } finally {
     await closeAll(connections);
+  }
+}
+
+/** The least-loaded cluster and its connections, when the bench started the first one itself. */
+async function startContender(
+  contender: (() => Promise<BenchTarget>) | undefined,
+  endpoint: Endpoint,
+  plan: BenchPlan,
+): Promise<{ target: BenchTarget; connections: RondaConnection[] } | undefined> {
+  if (contender === undefined) return undefined;
+  const target = await contender();
+  try {
+    return { target, connections: await connectAll({ ...endpoint, host: target.host, port: target.port }, plan.connections) };
+  } catch (error) {
+    await target.stop();
+    throw error;
   }
 }
 

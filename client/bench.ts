@@ -17,8 +17,9 @@ import type { Output } from './output';
 export const BENCH_USAGE = `Usage: ronda bench [options]
 
 Starts a cluster on a free port with a temp data dir (or uses --host/--port), then measures:
-saturation (tasks/s), latency at 10% and 50% of that rate (open loop), one task at a time
-(the seed's client), and kill -9 of a worker (own cluster only). Text tasks throughout.
+saturation (tasks/s; with its own cluster also a second one with --dispatch least-loaded, in
+turns), latency at 10% and 50% of that rate (open loop), one task at a time (the seed's
+client), and kill -9 of a worker (own cluster only). Text tasks throughout.
 
 Options:
   --runs <n>          runs per figure; each figure is their median     (5; --quick: 3)
@@ -26,7 +27,7 @@ Options:
   --connections <n>   client connections                              (4)
   --window <n>        tasks in flight per connection at saturation     (256)
   --duration-ms <n>   length of each latency and one-at-a-time run     (2000; --quick: 1000)
-  --phases <list>     some of saturation,latency,serial,recovery      (all)
+  --phases <list>     some of saturation,least-loaded,latency,serial,recovery (all)
   --workers <n>       workers of the cluster the bench starts          (3)
   --host <addr>       use a running cluster instead of starting one   (127.0.0.1)
   --port <n>          its port
@@ -90,7 +91,8 @@ export async function benchCommand(argv: string[], output: Output): Promise<numb
   const own = args.port === undefined;
   const target = own ? await startOwnCluster(args.workers) : externalTarget(args.host ?? '127.0.0.1', args.port as number);
   try {
-    const report = await runBench(target, { host: target.host, port: target.port, token: args.token }, plan, progress);
+    const contender = own ? () => startOwnCluster(args.workers, ['--dispatch', 'least-loaded']) : undefined;
+    const report = await runBench(target, { host: target.host, port: target.port, token: args.token }, plan, progress, contender);
     output.clearProgress();
     if (args.json) {
       output.line(JSON.stringify(report.json));

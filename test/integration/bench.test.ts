@@ -31,6 +31,7 @@ describe('ronda bench (tiny runs: it works, not how fast)', function () {
     expect(report.failed).to.equal(0);
     expect(Object.keys(report.figures)).to.include.members([
       'saturation',
+      'saturation.leastLoaded',
       'latency10.p50',
       'latency10.p99',
       'serial',
@@ -43,6 +44,7 @@ describe('ronda bench (tiny runs: it works, not how fast)', function () {
       expect(figure.median, key).to.be.a('number').and.to.be.at.least(0);
     }
     expect(report.figures.saturation?.median).to.be.above(0);
+    expect(report.figures['saturation.leastLoaded']?.median).to.be.above(0);
     expect(report.figures['serial.floor']?.median).to.be.above(0);
 
     await until(() => processesMentioning(tmp).length === 0, 5_000, 'the bench cluster and bare chain to exit');
