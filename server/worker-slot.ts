@@ -29,6 +29,8 @@ import { toSpec, type Outcome, type Task } from './task';
 export const MAX_INFLIGHT_CHARS_PER_WORKER = 16 * 1024 * 1024;
 /** How long a stopping worker has to exit after `shutdown` before it is killed, by default. */
 export const STOP_TIMEOUT_MS = 5_000;
+/** After a worker's exit, how long its IPC channel is given to deliver what it sent last. */
+const EXIT_DRAIN_MS = 200;
 /** Longest line the watchdog side channel may carry; its reports are a few dozen bytes. */
 const MAX_WATCHDOG_LINE_BYTES = 1024;
 
@@ -303,7 +305,20 @@ export class WorkerSlot {
       if (child.pid === undefined) end(null, null, error);
       else logger.error(this.slot, `worker error: ${error.message}`);
     });
-    child.once('exit', (code, signal) => end(code, signal));
+    child.once('exit', (code, signal) => {
+      // What the worker sent just before it exited (its `fatal`, its last outcomes) may still be
+      // unread in the channel: wait for the channel to close, or a moment if a child of the
+      // worker keeps its end open.
+      if (!child.connected) {
+        end(code, signal);
+        return;
+      }
+      const timer = setTimeout(() => end(code, signal), EXIT_DRAIN_MS);
+      child.once('disconnect', () => {
+        clearTimeout(timer);
+        end(code, signal);
+      });
+    });
     this.listenToWatchdog(child);
   }
 

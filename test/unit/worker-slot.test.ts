@@ -304,6 +304,7 @@ describe('WorkerSlot (a fake child process)', function () {
     expect(returned.map((each) => [each.taskId, each.storeFailures, each.redelivered])).to.deep.equal([['t', 1, false]]);
     expect(slot.availability()).to.equal('down');
     children[0]?.emit('message', { type: 'fatal', message: 'cannot store results in w1.db: SQLITE_READONLY' });
+    (children[0] as FakeChild).connected = false;
     children[0]?.emit('exit', 3, null);
     expect(log).to.include('died (cannot store results in w1.db: SQLITE_READONLY)');
     expect(slot.stats().problem).to.include('SQLITE_READONLY');
@@ -326,6 +327,23 @@ describe('WorkerSlot (a fake child process)', function () {
     // The next young death is the second in a row, not the third and not the first.
     children[2]?.die();
     expect(log).to.match(/keeps dying young \(2 in a row\); respawning in 100 ms/);
+    await slot.stop();
+  });
+
+  it('reads what a worker sent just before its exit, even when the exit is reported first', async function () {
+    const slot = await readySlot(1_000, 3);
+    slot.assign(task('t', 60_000));
+    await wait(5);
+    const child = children[0] as FakeChild;
+    // The kernel's word of the exit can come before the channel's last bytes are read.
+    child.emit('exit', 3, null);
+    const error = { code: 'INTERNAL', message: 'could not store the result: SQLITE_FULL' };
+    child.emit('message', { type: 'outcomes', outcomes: [{ taskId: 't', status: 'unstored', error }] });
+    child.emit('message', { type: 'fatal', message: 'cannot store results in w1.db: SQLITE_FULL' });
+    child.connected = false;
+    child.emit('disconnect');
+    expect(log).to.include('died (cannot store results in w1.db: SQLITE_FULL) holding 0 task(s)');
+    expect(returned.map((each) => each.taskId)).to.deep.equal(['t']);
     await slot.stop();
   });
 });
