@@ -108,6 +108,8 @@ export class WorkerSlot {
   private killedByPrimary = false;
   /** The worker cannot store what it runs (it said so): no new task goes to it. */
   private failing = false;
+  /** The worker has exited; what it sent last is being read before its death is dealt with. */
+  private exitSeen = false;
   /** What the current worker said when it gave up (a `fatal` message). */
   private fatalReason: string | undefined;
   private youngDeaths = 0;
@@ -158,6 +160,7 @@ export class WorkerSlot {
       this.state !== 'ready' ||
       this.killedByPrimary ||
       this.failing ||
+      this.exitSeen ||
       this.redeliveries.length > 0 ||
       this.suspects.length > 0 ||
       this.isolated !== undefined
@@ -272,6 +275,7 @@ export class WorkerSlot {
     this.state = 'starting';
     this.killedByPrimary = false;
     this.failing = false;
+    this.exitSeen = false;
     this.fatalReason = undefined;
     this.notReadyIn = undefined;
     let child: ChildProcess;
@@ -306,6 +310,7 @@ export class WorkerSlot {
       else logger.error(this.slot, `worker error: ${error.message}`);
     });
     child.once('exit', (code, signal) => {
+      if (child === this.child) this.exitSeen = true;
       // What the worker sent just before it exited (its `fatal`, its last outcomes) may still be
       // unread in the channel: wait for the channel to close, or a moment if a child of the
       // worker keeps its end open.
@@ -496,7 +501,7 @@ export class WorkerSlot {
   private flush(): void {
     this.flushScheduled = false;
     const child = this.child;
-    if (this.outbox.length === 0 || child === undefined || !child.connected) return;
+    if (this.outbox.length === 0 || child === undefined || !child.connected || this.exitSeen) return;
     const first = this.sentToChild;
     const tasks = this.outbox.map((task, index) => {
       task.ordinal = first + index;
