@@ -134,11 +134,23 @@ export function makeTempDir(): Promise<string> {
   return mkdtemp(path.join(os.tmpdir(), 'ronda-test-'));
 }
 
-/** Stops every cluster started by this file; call it from afterEach. */
+const testDirs = new Set<string>();
+
+/** A temp directory of the test's own, removed by stopClusters() once the clusters are stopped. */
+export async function testDir(): Promise<string> {
+  const dir = await makeTempDir();
+  testDirs.add(dir);
+  return dir;
+}
+
+/** Stops every cluster started by this file, then removes every testDir(); call it from afterEach. */
 export async function stopClusters(): Promise<void> {
   const clusters = [...running];
   running.clear();
   await Promise.all(clusters.map((cluster) => cluster.stop()));
+  const dirs = [...testDirs];
+  testDirs.clear();
+  await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
 }
 
 /** Whether a process with this pid exists (and is not a zombie). */

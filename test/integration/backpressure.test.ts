@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import net from 'node:net';
-import { memoryMb, startCluster, stopClusters } from '../helpers/cluster';
+import { memoryMb, startCluster, stopClusters, until } from '../helpers/cluster';
 import { closeRawClients, rawClient } from '../helpers/raw-client';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -62,7 +62,7 @@ describe('backpressure on every request: memory bounded per connection', functio
     let received = '';
     reader.setEncoding('utf8').on('data', (text: string) => (received += text));
     reader.resume();
-    await until(() => (received.match(/"type":"results"/g) ?? []).length >= 50, 20_000);
+    await until(() => (received.match(/"type":"results"/g) ?? []).length >= 50, 20_000, '50 results replies');
   });
 
   it('holds under 8 MB per connection for 50 clients sending 1 MiB tasks and reading nothing', async function () {
@@ -112,11 +112,3 @@ describe('backpressure on every request: memory bounded per connection', functio
     expect((await other.stats()).connections).to.equal(1);
   });
 });
-
-async function until(condition: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms`);
-    await sleep(20);
-  }
-}

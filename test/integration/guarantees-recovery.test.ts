@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ServerMessage, StatsReply } from '../../shared/protocol';
-import { isAlive, makeTempDir, processesMentioning, ROOT, startCluster, stopClusters, until, type Cluster } from '../helpers/cluster';
+import { isAlive, processesMentioning, ROOT, startCluster, stopClusters, testDir, until, type Cluster } from '../helpers/cluster';
 import { integrityCheck, readRows, type StoredRow } from '../helpers/db';
 import { closeRawClients, rawClient, type RawClient } from '../helpers/raw-client';
 
@@ -27,24 +27,17 @@ function repliesFor(client: RawClient, id: string): ServerMessage[] {
 }
 
 describe('guarantees: recovery from dying workers, hanging tasks and a dying primary', function () {
-  const dirs: string[] = [];
   afterEach(async () => {
     closeRawClients();
     await stopClusters();
-    await Promise.all(dirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
   });
 
-  async function tempDir(): Promise<string> {
-    const dir = await makeTempDir();
-    dirs.push(dir);
-    return dir;
-  }
 
   it('redelivers the tasks a dead worker held to its replacement in the same slot', async function () {
     const cluster = await startCluster({ args: ['--quiet', '--workers', '1', '--handlers', HOSTILE_KINDS] });
     const client = await rawClient(cluster.port);
     const [before] = (await stats(client)).workers;
-    const marker = path.join(await tempDir(), 'crashed-once');
+    const marker = path.join(await testDir(), 'crashed-once');
     const sleepers = ['s1', 's2', 's3'];
     for (const id of sleepers) client.send({ type: 'submit', id, kind: 'sleep', payload: { ms: 300 } });
     client.send({ type: 'submit', id: 'boom', kind: 'crash-once', payload: { marker } });
@@ -67,7 +60,7 @@ describe('guarantees: recovery from dying workers, hanging tasks and a dying pri
   it('does not run a redelivered task again when its result was committed before the worker died', async function () {
     const cluster = await startCluster({ args: ['--quiet', '--workers', '1', '--handlers', HOSTILE_KINDS] });
     const client = await rawClient(cluster.port);
-    const log = path.join(await tempDir(), 'runs.log');
+    const log = path.join(await testDir(), 'runs.log');
     const [before] = (await stats(client)).workers;
     // From `mute` on, the worker commits results but its replies never reach the primary; 400 ms
     // later it dies. Every task here is then committed and unanswered: the worst moment to die.
@@ -183,7 +176,7 @@ describe('guarantees: recovery from dying workers, hanging tasks and a dying pri
 
   it('kills a replacement that is not ready in time, backs off, serves on the others meanwhile', async function () {
     this.timeout(20_000);
-    const marker = path.join(await tempDir(), 'hang-on-load');
+    const marker = path.join(await testDir(), 'hang-on-load');
     // Long enough for a fresh fork on a busy 2-core machine; far shorter than the 30 s hang.
     const readyTimeoutMs = 1_500;
     const cluster = await startCluster({
@@ -220,7 +213,7 @@ describe('guarantees: recovery from dying workers, hanging tasks and a dying pri
   });
 
   it('exits with the reason, leaving no worker, when a first worker is not ready in time', async function () {
-    const marker = path.join(await tempDir(), 'hang-on-load');
+    const marker = path.join(await testDir(), 'hang-on-load');
     await writeFile(marker, '');
     const cluster = await startCluster({
       args: ['--quiet', '--workers', '2', '--handlers', HOSTILE_KINDS, '--worker-ready-timeout-ms', '1000'],
@@ -273,7 +266,7 @@ describe('guarantees: recovery from dying workers, hanging tasks and a dying pri
 
   it('survives SIGKILL of the primary: workers exit by themselves, acknowledged results are kept', async function () {
     this.timeout(30_000);
-    const dataDir = await tempDir();
+    const dataDir = await testDir();
     const cluster = await startCluster({ args: ['--quiet'], dataDir });
     const observer = await rawClient(cluster.port);
     const workerPids = (await stats(observer)).workers.map((worker) => worker.pid as number);

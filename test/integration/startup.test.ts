@@ -1,8 +1,8 @@
 import { expect } from 'chai';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
-import { isAlive, makeTempDir, processesMentioning, startCluster, stopClusters, until } from '../helpers/cluster';
+import { isAlive, processesMentioning, startCluster, stopClusters, testDir, until } from '../helpers/cluster';
 import { closeRawClients, rawClient } from '../helpers/raw-client';
 
 /** A handlers module outside the project: its folder has no node_modules. */
@@ -14,18 +14,11 @@ async function outsideModule(dir: string, name: string, source: string): Promise
 }
 
 describe('start-up: one cluster per data dir, and failures that name their cause', function () {
-  const dirs: string[] = [];
   afterEach(async function () {
     closeRawClients();
     await stopClusters();
-    await Promise.all(dirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
   });
 
-  async function tempDir(): Promise<string> {
-    const dir = await makeTempDir();
-    dirs.push(dir);
-    return dir;
-  }
 
   it('refuses a second cluster on the same data dir, naming the folder and the owner, forking nothing', async function () {
     this.timeout(20_000);
@@ -44,7 +37,7 @@ describe('start-up: one cluster per data dir, and failures that name their cause
 
   it('takes over the data dir of a primary that was SIGKILLed', async function () {
     this.timeout(20_000);
-    const dataDir = await tempDir();
+    const dataDir = await testDir();
     const first = await startCluster({ args: ['--quiet'], dataDir });
     await first.kill('SIGKILL');
     const second = await startCluster({ args: ['--quiet'], dataDir });
@@ -68,7 +61,7 @@ describe('start-up: one cluster per data dir, and failures that name their cause
   });
 
   it('names the handlers module and the line of its syntax error, once', async function () {
-    const dir = await tempDir();
+    const dir = await testDir();
     const bad = await outsideModule(path.join(dir, 'kinds'), 'bad.js', "'use strict';\nconst a = 1;\nconst b = ;\n");
     const cluster = await startCluster({ args: ['--quiet', '--handlers', bad], wait: false });
     expect((await cluster.waitForExit()).code).to.equal(1);
@@ -78,7 +71,7 @@ describe('start-up: one cluster per data dir, and failures that name their cause
   });
 
   it('lets a handlers module outside the project require zod, and names a missing file', async function () {
-    const dir = await tempDir();
+    const dir = await testDir();
     const upper = await outsideModule(
       path.join(dir, 'kinds'),
       'upper.js',
@@ -95,7 +88,7 @@ describe('start-up: one cluster per data dir, and failures that name their cause
   });
 
   it('reads the token from --token-file, and warns when one is given on the command line', async function () {
-    const dir = await tempDir();
+    const dir = await testDir();
     const file = path.join(dir, 'token');
     await writeFile(file, 'file-secret-123\n');
     const fromFile = await startCluster({ args: ['--quiet', '--token-file', file] });

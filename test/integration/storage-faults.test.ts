@@ -1,10 +1,10 @@
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
-import { mkdir, rm, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ServerMessage } from '../../shared/protocol';
 import { close, exec, openDatabase } from '../../shared/sqlite';
-import { makeTempDir, processesMentioning, startCluster, stopClusters, until } from '../helpers/cluster';
+import { processesMentioning, startCluster, stopClusters, testDir, until } from '../helpers/cluster';
 import { integrityCheck, readRows } from '../helpers/db';
 import { closeRawClients, rawClient, type RawClient } from '../helpers/raw-client';
 
@@ -48,13 +48,11 @@ async function storedTaskIds(dataDir: string, slots: number): Promise<Set<string
 
 describe('storage faults: a slot fails loudly and recovers when the cause goes away', function () {
   const mounts: string[] = [];
-  const dirs: string[] = [];
   afterEach(async function () {
     closeRawClients();
     // Before the clusters' temp folders are removed: a mount point cannot be.
     for (const target of mounts.splice(0).reverse()) umount(target);
     await stopClusters();
-    await Promise.all(dirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
   });
 
   it('does not serve from a file it cannot write: the slot says why, the others serve, it comes back', async function () {
@@ -119,8 +117,7 @@ describe('storage faults: a slot fails loudly and recovers when the cause goes a
 
   it('answers every task on a full disk, and serves again once there is room', async function () {
     this.timeout(60_000);
-    const dataDir = await makeTempDir();
-    dirs.push(dataDir);
+    const dataDir = await testDir();
     if (!mount('-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', dataDir)) this.skip();
     mounts.push(dataDir);
     const cluster = await startCluster({ args: ['--quiet', '--max-attempts', '2'], dataDir });
@@ -166,8 +163,7 @@ describe('storage faults: a slot fails loudly and recovers when the cause goes a
   });
 
   it('refuses to start on a file that is not a database, naming it once, leaving no worker', async function () {
-    const dataDir = await makeTempDir();
-    dirs.push(dataDir);
+    const dataDir = await testDir();
     await mkdir(dataDir, { recursive: true });
     await writeFile(path.join(dataDir, 'worker2.db'), Buffer.alloc(8192, 0x5a));
     const cluster = await startCluster({ args: ['--quiet'], dataDir, wait: false });
