@@ -1,5 +1,6 @@
 /** What every one-shot command does the same way: read its options, open and close a connection. */
 import type { z } from 'zod';
+import { RondaError } from '../shared/errors';
 import { parseCommandLine } from './cli-options';
 import type { RondaConnection } from './connection';
 import { describeLostConnection, openConnection, type OpenedConnection, type ServerAddress } from './open-connection';
@@ -71,7 +72,9 @@ export async function withConnection(
   try {
     return await body(opened.connection, opened);
   } catch (error) {
-    output.error(`ronda: lost the connection to the server: ${describeLostConnection(error)}`);
+    // A refusal on an open connection is the server's answer, not a lost connection.
+    const refused = error instanceof RondaError && !opened.connection.closed;
+    output.error(refused ? `ronda: ${error.message}` : `ronda: lost the connection to the server: ${describeLostConnection(error)}`);
     return EXIT_FAILED;
   } finally {
     await opened.connection.close();

@@ -326,7 +326,10 @@ export class RondaConnection extends EventEmitter {
       // The server closes the socket right after this; `close` carries it as the reason.
       this.closedError ??= rondaError;
       if (this.listenerCount('error') > 0) this.emit('error', rondaError);
-    } else if (error.code === ErrorCode.INTERNAL && this.resultsWaiters.length > 0) {
+    } else if ((error.code === ErrorCode.INTERNAL || error.code === ErrorCode.BAD_MESSAGE) && this.resultsWaiters.length > 0) {
+      // A results query is the only request this client sends with no id of its own (queries go
+      // one at a time): an error without an id while one waits is its answer, e.g. a `worker` the
+      // cluster does not have. Protocol v2 gives every request an id (issue 9).
       this.resultsWaiters.shift()?.reject(rondaError);
     } else if (this.listenerCount('error') > 0) {
       this.emit('error', rondaError);

@@ -160,6 +160,10 @@ describe('client one-shot commands (ronda submit / results / stats)', function (
     expect(rows.every((row) => row.status === 'done')).to.equal(true);
     const onlyTwo = await runCli(['results', ...port, '--json', '--worker', '2']);
     expect(rowsOf(onlyTwo.stdout).map((row) => row.task).sort()).to.deep.equal(['r2', 'r5']);
+    // A worker the cluster does not have is a mistake the server names; the client does not hang.
+    const tooHigh = await runCli(['results', ...port, '--worker', '9'], { timeoutMs: 5_000 });
+    expect(tooHigh.code).to.equal(1);
+    expect(lines(tooHigh.stderr)).to.deep.equal(['ronda: worker must be at most 3: the cluster has 3 workers']);
     const asTable = await runCli(['results', ...port, '--limit', '6']);
     expect(lines(asTable.stdout)[0]).to.match(/^worker\s+task id\s+kind\s+task\s+status\s+result\s+time \(UTC\)$/);
     expect(lines(asTable.stdout)).to.have.length(7);
