@@ -115,6 +115,10 @@ export class Connection implements TaskOwner {
   private authenticated: boolean;
   /** No more lines are read: the peer half-closed, or the connection is being closed. */
   private ended = false;
+  /** Set once the server is closing the connection: no later line is handled. */
+  private refused = false;
+  /** A refusal is held back (a failed authentication): the socket stays open until it is sent. */
+  private answerLater = false;
   private closed = false;
   private reading = true;
   private writeBlocked = false;
@@ -252,11 +256,6 @@ export class Connection implements TaskOwner {
     this.updateFlow();
     this.endIfAnswered();
   }
-
-  /** Set once the connection is being closed by the server: no later line is handled. */
-  private refused = false;
-  /** A refusal is held back (a failed authentication): the socket stays open until it is sent. */
-  private answerLater = false;
 
   /** Whether the connection has room now for what this line asks. */
   private mayHandle(next: Pending): boolean {
