@@ -590,8 +590,9 @@ export class Connection implements TaskOwner {
       this.writeBlocked = true;
       this.blockedSince = performance.now();
     }
-    this.updateFlow();
-    this.endIfAnswered();
+    // The replies owed may have gone straight to the kernel (no 'drain' will come): a line that
+    // waited for them to shrink can be handled now.
+    this.work();
   }
 
   /** Ends a finished connection once nothing more is owed to it. */

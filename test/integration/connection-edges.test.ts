@@ -123,6 +123,18 @@ describe('memory bounded by payload size, not only task count', function () {
     expect(await client.next((message) => message.type === 'error', 10_000)).to.include({ code: 'LINE_TOO_LONG' });
   });
 
+  it('answers pipelined lines behind a reply of over 1 Mi characters: two big tasks, a small one, stats', async function () {
+    this.timeout(20_000);
+    const cluster = await startCluster({ args: ['--quiet'] });
+    const client = await rawClient(cluster.port);
+    // A text task's reply carries its payload: this one's is just over the 1 Mi characters a
+    // connection may owe, so the lines after it wait for it to be written.
+    const big = (id: string) => JSON.stringify({ type: 'submit', id, payload: 'q'.repeat(1_048_500) });
+    client.send(`${big('big1')}\n${big('big2')}\n${JSON.stringify({ type: 'submit', id: 'small', payload: 's' })}\n{"type":"stats"}\n`);
+    for (const id of ['big1', 'big2', 'small']) expect(await client.reply(id, 10_000), id).to.include({ type: 'done' });
+    await client.next((message) => message.type === 'stats', 5_000);
+  });
+
   it('stops taking tasks from a client once its unanswered tasks hold 1 Mi characters', async function () {
     this.timeout(30_000);
     const cluster = await startCluster({ args: ['--quiet', '--workers', '1', '--max-inflight-per-worker', '1'] });
