@@ -52,6 +52,9 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   process.title = 'ronda primary';
+  // Writes to a log nobody reads any more fail with EPIPE: the Logger stops writing, the cluster
+  // goes on (stderr carries only start-up errors).
+  process.stderr.on('error', () => undefined);
   const logger = new Logger({ quiet: config.quiet });
   for (const warning of warnings) logger.warn('primary', warning);
   const primary = new Primary(config, logger, WORKER_SCRIPT, workerEnvironment());

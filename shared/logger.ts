@@ -39,9 +39,13 @@ export class Logger {
   private linesInWindow = 0;
   private suppressed = 0;
   private summaryTimer: NodeJS.Timeout | undefined;
+  private broken = false;
 
   constructor(options: LoggerOptions = {}) {
     this.stream = options.stream ?? process.stdout;
+    // Whoever read the log went away (`npm start | head`, a closed terminal): the cluster goes on
+    // without it, rather than dying of EPIPE.
+    this.stream.on('error', () => (this.broken = true));
     this.quiet = options.quiet ?? false;
     this.chalk = new Chalk({ level: colorLevel(this.stream, options.env ?? process.env) });
   }
@@ -94,6 +98,7 @@ export class Logger {
   }
 
   private write(source: Source, message: string): void {
+    if (this.broken) return;
     // UTC, and marked so (`Z`), as in the stored rows' timestamps.
     const time = new Date().toISOString().slice(11, 24);
     const label =

@@ -95,6 +95,9 @@ function activation(): Promise<string[]> {
 }
 
 async function main(): Promise<void> {
+  // The primary's log reader may go away; a worker writes little there and must not die of it.
+  process.stdout.on('error', () => undefined);
+  process.stderr.on('error', () => undefined);
   if (process.send === undefined) return fatal('must be started by the primary (it needs an IPC channel)', EXIT_CANNOT_START);
   const marker = new RunMarker();
   startWatchdog(marker);

@@ -149,4 +149,20 @@ describe('cluster (real primary, workers, sockets and SQLite files)', function (
     expect(cluster.output).to.include('shutdown deadline passed with 1 task(s) unfinished');
     await until(() => pids.every((pid) => !isAlive(pid)), 2_000, 'workers to be gone');
   });
+
+  it('goes on serving when whoever read its log goes away (EPIPE)', async function () {
+    this.timeout(20_000);
+    const cluster = await startCluster();
+    const client = await rawClient(cluster.port);
+    // The reading end of the primary's stdout closes: its next log line fails with EPIPE.
+    cluster.process.stdout?.destroy();
+    for (let i = 0; i < 50; i += 1) client.send({ type: 'submit', id: `t${i}`, payload: `t${i}` });
+    for (let i = 0; i < 50; i += 1) expect(await client.reply(`t${i}`)).to.include({ type: 'done' });
+    const [first] = (await client.stats()).workers;
+    process.kill(first?.pid as number, 'SIGKILL');
+    await until(async () => (await client.stats()).workers[0]?.pid !== first?.pid, 5_000, 'a respawn');
+    client.send({ type: 'submit', id: 'after', payload: 'x' });
+    expect(await client.reply('after')).to.include({ type: 'done' });
+    expect(isAlive(cluster.pid)).to.equal(true);
+  });
 });
