@@ -72,7 +72,21 @@ interface Pending {
   line: Line;
   /** The parsed request, once looked at (a line that is not one is handled at once). */
   message?: ClientMessage;
+  /** Why the line is not a valid request, once looked at. */
+  invalid?: ErrorData & { id?: string };
   chars: number;
+}
+
+/** More fields than any request has: refused before zod looks at them (see peek). */
+const MAX_REQUEST_FIELDS = 16;
+
+function hasMoreFields(value: unknown, limit: number): boolean {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  let count = 0;
+  for (const key in value) {
+    if (Object.prototype.hasOwnProperty.call(value, key) && ++count > limit) return true;
+  }
+  return false;
 }
 
 /**
@@ -286,21 +300,31 @@ export class Connection implements TaskOwner {
 
   /**
    * The request a JSON line holds, parsed once and kept on the line; undefined for a plain-text
-   * line (a task: it asks for room like a submit) and for anything that is not a valid request.
+   * line (a task: it asks for room like a submit) and for anything that is not a valid request
+   * (why is kept on the line too).
    */
   private peek(next: Pending): ClientMessage | undefined {
-    if (next.message !== undefined || !next.line.ok) return next.message;
+    if (next.message !== undefined || next.invalid !== undefined || !next.line.ok) return next.message;
     const text = next.line.text.trim();
     if (text === '') return undefined;
     if (!text.startsWith('{')) return PLAIN_SUBMIT;
     let raw: unknown;
     try {
       raw = JSON.parse(text);
-    } catch {
+    } catch (error) {
+      next.invalid = { code: ErrorCode.BAD_JSON, message: `not valid JSON: ${(error as Error).message}` };
+      return undefined;
+    }
+    const id = idOf(raw);
+    if (hasMoreFields(raw, MAX_REQUEST_FIELDS)) {
+      // Checked before zod, which would spend longer than the parse listing 100,000 unknown fields.
+      const message = `message has more than ${MAX_REQUEST_FIELDS} fields; a request has a few (type, id, kind, payload, ...)`;
+      next.invalid = { code: ErrorCode.BAD_MESSAGE, message, ...(id === undefined ? {} : { id }) };
       return undefined;
     }
     const parsed = ClientMessageSchema.safeParse(raw);
     if (parsed.success) next.message = parsed.data;
+    else next.invalid = { code: ErrorCode.BAD_MESSAGE, message: describeIssues(parsed.error.issues), ...(id === undefined ? {} : { id }) };
     return next.message;
   }
 
@@ -324,31 +348,8 @@ export class Connection implements TaskOwner {
       return;
     }
     if (next.message !== undefined) this.onMessage(next.message, next.chars);
-    else this.onBadJson(text);
-  }
-
-  /** A JSON line that is not a valid request: say why, by the first rule it breaks. */
-  private onBadJson(text: string): void {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(text);
-    } catch (error) {
-      if (!this.authenticated) this.unauthorized('not a hello');
-      else this.send({ type: 'error', code: ErrorCode.BAD_JSON, message: `not valid JSON: ${(error as Error).message}` });
-      return;
-    }
-    if (!this.authenticated) {
-      this.unauthorized('not a hello');
-      return;
-    }
-    const parsed = ClientMessageSchema.safeParse(raw);
-    const id = idOf(raw);
-    this.send({
-      type: 'error',
-      code: ErrorCode.BAD_MESSAGE,
-      message: parsed.success ? 'not a valid request' : describeIssues(parsed.error.issues),
-      ...(id === undefined ? {} : { id }),
-    });
+    else if (!this.authenticated) this.unauthorized('not a hello');
+    else if (next.invalid !== undefined) this.send({ type: 'error', ...next.invalid });
   }
 
   private onPlain(text: string): void {

@@ -95,6 +95,8 @@ export class WorkerSlot {
   private inflightChars = 0;
   /** Tasks in flight whose worker has said they are running: the ones with a clock. */
   private readonly running = new Set<Task>();
+  /** Running tasks a sweep found past their limit: killed for it if the next sweep does too. */
+  private readonly overdue = new Set<Task>();
   private outbox: Task[] = [];
   private flushScheduled = false;
   /** Tasks to hand the next worker first, together. */
@@ -206,9 +208,19 @@ export class WorkerSlot {
 
   /** Kills the worker if a task it runs is past its time limit; the exit handler does the rest. */
   sweepTimeouts(now: number): void {
-    if (this.state !== 'ready' || this.killedByPrimary || this.child === undefined || this.running.size === 0) return;
+    if (this.state !== 'ready' || this.killedByPrimary || this.exitSeen || this.child === undefined) return;
+    if (this.running.size === 0) return;
     for (const task of this.running) {
-      if (now - (task.startedAt as number) > task.timeoutMs) this.timedOut.add(task.taskId);
+      if (now - (task.startedAt as number) <= task.timeoutMs) {
+        this.overdue.delete(task);
+      } else if (this.overdue.has(task)) {
+        this.timedOut.add(task.taskId);
+      } else {
+        // Overdue as far as the primary knows; its outcome may be unread in the pipe (the primary
+        // was busy, or stopped). The next sweep comes after the pipes have been read: only a task
+        // overdue then too has run past its limit.
+        this.overdue.add(task);
+      }
     }
     if (this.timedOut.size === 0) return;
     this.options.logger.warn(
@@ -480,6 +492,7 @@ export class WorkerSlot {
     this.inflight.delete(task.taskId);
     this.inflightChars -= task.chars;
     this.running.delete(task);
+    this.overdue.delete(task);
     this.timedOut.delete(task.taskId);
     if (task === this.isolated) this.isolated = undefined;
   }
@@ -600,6 +613,7 @@ export class WorkerSlot {
     this.inflight.clear();
     this.inflightChars = 0;
     this.running.clear();
+    this.overdue.clear();
     this.isolated = undefined;
     for (const task of held) {
       task.redelivered = true;

@@ -95,7 +95,7 @@ export function describeIssue(issue: z.core.$ZodIssue, root: string): string {
     case 'unrecognized_keys':
       return `${subject === 'value' ? 'message' : subject} has unknown field${
         issue.keys.length > 1 ? 's' : ''
-      } ${issue.keys.map((key) => `"${key}"`).join(', ')}`;
+      } ${namedFew(issue.keys.map((key) => `"${key.slice(0, 64)}"`))}`;
     case 'invalid_union':
       return `${subject} is not any of the accepted forms`;
     case 'invalid_value':
@@ -104,6 +104,12 @@ export function describeIssue(issue: z.core.$ZodIssue, root: string): string {
       // Ronda's own messages are written to follow the subject ("must be ..."); zod's are not.
       return /^[a-z]/.test(issue.message) ? `${subject} ${issue.message}` : `${subject}: ${issue.message}`;
   }
+}
+
+/** The first few of `names` and how many more: an error about 100,000 fields is not that long. */
+function namedFew(names: readonly string[], few = 5): string {
+  const shown = names.slice(0, few).join(', ');
+  return names.length > few ? `${shown} and ${names.length - few} more` : shown;
 }
 
 function describeBound(issue: z.core.$ZodIssueTooSmall | z.core.$ZodIssueTooBig): string {

@@ -135,6 +135,18 @@ describe('memory bounded by payload size, not only task count', function () {
     await client.next((message) => message.type === 'stats', 5_000);
   });
 
+  it('answers a request of 80,000 fields briefly and cheaply, with its id', async function () {
+    const cluster = await startCluster({ args: ['--quiet'] });
+    const client = await rawClient(cluster.port);
+    const fields = ['"type":"stats"', '"id":"wide"', ...Array.from({ length: 80_000 }, (_, i) => `"k${i}":1`)];
+    client.send(`{${fields.join(',')}}\n{"type":"submit","id":"extra","payload":"x","a":1,"b":2}\n`);
+    const wide = await client.reply('wide');
+    expect(wide).to.deep.include({ type: 'error', code: 'BAD_MESSAGE' });
+    expect(wide.type === 'error' && wide.message).to.match(/^message has more than 16 fields/);
+    const extra = await client.reply('extra');
+    expect(extra.type === 'error' && extra.message).to.equal('message has unknown fields "a", "b"');
+  });
+
   it('stops taking tasks from a client once its unanswered tasks hold 1 Mi characters', async function () {
     this.timeout(30_000);
     const cluster = await startCluster({ args: ['--quiet', '--workers', '1', '--max-inflight-per-worker', '1'] });

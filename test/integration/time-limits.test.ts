@@ -51,6 +51,23 @@ describe('time limits count a task\'s own running time', function () {
     expect(restarts(await client.stats())).to.equal(0);
   });
 
+  it('does not kill healthy workers after a short stall of the primary, as their outcomes wait unread', async function () {
+    this.timeout(30_000);
+    const cluster = await startCluster({ args: ['--quiet'] });
+    const client = await rawClient(cluster.port);
+    // The tasks end at 900 ms, within their 1,000 ms; the primary is stopped from 700 to 1,120 ms,
+    // so when it wakes, the outcomes are in the pipes and the clocks read 1,120.
+    const submittedAt = Date.now();
+    for (let i = 0; i < 3; i += 1) client.send({ type: 'submit', id: `s${i}`, kind: 'sleep', payload: { ms: 900 }, timeoutMs: 1_000 });
+    await new Promise((resolve) => setTimeout(resolve, 700 - (Date.now() - submittedAt)));
+    process.kill(cluster.pid, 'SIGSTOP');
+    await new Promise((resolve) => setTimeout(resolve, 420));
+    process.kill(cluster.pid, 'SIGCONT');
+    for (let i = 0; i < 3; i += 1) expect(await client.reply(`s${i}`, 5_000)).to.deep.include({ type: 'done' });
+    expect(restarts(await client.stats())).to.equal(0);
+    expect(cluster.output).to.not.include('ran past their time limit');
+  });
+
   it('does not kill healthy workers after the primary itself was stopped and continued', async function () {
     this.timeout(30_000);
     const cluster = await startCluster({ args: ['--quiet'] });

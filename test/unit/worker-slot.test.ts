@@ -122,7 +122,10 @@ describe('WorkerSlot (a fake child process)', function () {
     slot.sweepTimeouts(performance.now() + 60_000);
     expect(children[0]?.signals).to.deep.equal([]);
     children[0]?.emit('message', { type: 'running', tasks: [{ ordinal: 0, runningMs: 5 }] });
+    // Overdue at one sweep is not enough: its outcome may wait unread. Overdue at the next, it is.
     slot.sweepTimeouts(performance.now() + 20);
+    expect(children[0]?.signals).to.deep.equal([]);
+    slot.sweepTimeouts(performance.now() + 70);
     expect(children[0]?.signals).to.deep.equal(['SIGKILL']);
     // The worker is not gone yet: a task handed over now would die with it.
     expect(slot.canTake()).to.equal(false);
@@ -321,6 +324,7 @@ describe('WorkerSlot (a fake child process)', function () {
     await wait(5);
     children[1]?.emit('message', { type: 'running', tasks: [{ ordinal: 0, runningMs: 50 }] });
     slot.sweepTimeouts(performance.now());
+    slot.sweepTimeouts(performance.now());
     children[1]?.die();
     expect(log).to.not.match(/keeps dying young/);
     children[2]?.emit('message', { type: 'ready', pid: 1002, kinds: ['text'] });
@@ -344,6 +348,19 @@ describe('WorkerSlot (a fake child process)', function () {
     child.emit('disconnect');
     expect(log).to.include('died (cannot store results in w1.db: SQLITE_FULL) holding 0 task(s)');
     expect(returned.map((each) => each.taskId)).to.deep.equal(['t']);
+    await slot.stop();
+  });
+
+  it('does not kill for a task that a sweep found overdue but whose outcome came before the next', async function () {
+    const slot = await readySlot();
+    slot.assign(task('late', 10));
+    await wait(5);
+    children[0]?.emit('message', { type: 'running', tasks: [{ ordinal: 0, runningMs: 50 }] });
+    slot.sweepTimeouts(performance.now());
+    children[0]?.emit('message', { type: 'outcomes', outcomes: [{ taskId: 'late', status: 'done', result: 'r', json: false }] });
+    slot.sweepTimeouts(performance.now() + 100);
+    expect(children[0]?.signals).to.deep.equal([]);
+    expect(settled.map(([each, outcome]) => [each.taskId, outcome.status])).to.deep.equal([['late', 'done']]);
     await slot.stop();
   });
 });
