@@ -418,18 +418,16 @@ export class WorkerSlot {
 
   private onRunning(tasks: readonly RunningTask[]): void {
     const now = performance.now();
+    // Tasks are kept by id; an index by ordinal is made for a report only (one per slice that
+    // started asynchronous tasks, one per long synchronous task), never on the per-task path.
+    const byOrdinal = new Map<number, Task>();
+    for (const task of this.inflight.values()) byOrdinal.set(task.ordinal, task);
     for (const { ordinal, runningMs } of tasks) {
-      const task = this.findByOrdinal(ordinal);
+      const task = byOrdinal.get(ordinal);
       if (task === undefined || task.startedAt !== undefined) continue;
       task.startedAt = now - runningMs;
       this.running.add(task);
     }
-  }
-
-  /** Only for reports of tasks that run a while: a few per second at most, over what one worker holds. */
-  private findByOrdinal(ordinal: number): Task | undefined {
-    for (const task of this.inflight.values()) if (task.ordinal === ordinal) return task;
-    return undefined;
   }
 
   private onOutcomes(raws: readonly unknown[]): void {

@@ -14,8 +14,6 @@ export type Send = (message: FromWorker) => void;
  * after a whole batch of them.
  */
 export const SLICE_MS = 5;
-/** An asynchronous task still running after this long is reported, so the primary times it. */
-export const REPORT_RUNNING_AFTER_MS = 100;
 /** Characters of a stored result (as JSON, or the string itself); a larger one is refused. */
 export const MAX_RESULT_CHARS = 1024 * 1024;
 /** Characters of a handler's error message that are kept. */
@@ -29,7 +27,6 @@ interface Queued {
 interface AsyncRun {
   ordinal: number;
   startedAt: number;
-  settled: boolean;
 }
 
 /**
@@ -38,20 +35,19 @@ interface AsyncRun {
  * by an earlier worker in this slot (`redelivered`) is looked up first and never run twice.
  *
  * Tasks run in the order they arrive, in slices of SLICE_MS. The primary times a task from when
- * it starts running, so it learns of starts that matter: an asynchronous task still running after
- * REPORT_RUNNING_AFTER_MS is reported here; a synchronous one that long blocks this thread, and is
- * reported by the watchdog thread from the RunMarker.
+ * it starts running, so it is told of starts: every asynchronous task's, at the end of the slice
+ * that started it (its code may go on to block this thread from a callback); a synchronous task
+ * that runs a while blocks this thread, and is reported by the watchdog thread from the RunMarker.
  */
 export class TaskRunner {
   /** Tasks received and not yet reported. */
   private pending = 0;
   private idleWaiters: (() => void)[] = [];
-  private readonly queue: Queued[] = [];
+  private readonly queue: (Queued | undefined)[] = [];
   private queueHead = 0;
   private sliceScheduled = false;
-  /** Asynchronous tasks not yet reported as running, in the order they started. */
-  private unreported: AsyncRun[] = [];
-  private reportTimer: NodeJS.Timeout | undefined;
+  /** Asynchronous tasks started in this slice: reported as running at its end. */
+  private startedAsync: AsyncRun[] = [];
   private onStorageFailure: (error: Error) => void = () => undefined;
 
   constructor(
@@ -71,7 +67,6 @@ export class TaskRunner {
 
   /** Commits and reports every outcome produced so far, then lets go of the database. */
   close(): Promise<void> {
-    if (this.reportTimer !== undefined) clearTimeout(this.reportTimer);
     return this.writer.close();
   }
 
@@ -110,19 +105,29 @@ export class TaskRunner {
    * starts (it runs in SQLite's thread while the next task runs here), new messages are read, and
    * a CPU-bound burst never runs as one block. Quick tasks run many to a slice and share a commit;
    * yielding after each (to start its commit sooner) cost a fifth of the throughput, measured.
+   *
+   * After a task that alone took a slice or more, the next slice waits until that task's outcome
+   * is committed and reported: a commit takes several turns of the event loop, and with a long
+   * task in each turn a finished task's outcome came only after the whole burst, its clock still
+   * running in the primary.
    */
   private runSlice(): void {
     this.sliceScheduled = false;
     const start = performance.now();
     let ran = 0;
+    let last = start;
     while (this.queueHead < this.queue.length) {
-      if (ran > 0 && performance.now() - start >= SLICE_MS) {
+      const now = ran === 0 ? start : performance.now();
+      if (ran > 0 && now - start >= SLICE_MS) {
         this.sliceScheduled = true;
-        setImmediate(() => this.runSlice());
+        const longTask = now - last >= SLICE_MS;
+        if (longTask) void this.writer.idle().then(() => setImmediate(() => this.runSlice()));
+        else setImmediate(() => this.runSlice());
         break;
       }
+      last = now;
       const next = this.queue[this.queueHead] as Queued;
-      this.queue[this.queueHead] = undefined as unknown as Queued;
+      this.queue[this.queueHead] = undefined;
       this.queueHead += 1;
       this.start(next);
       ran += 1;
@@ -131,6 +136,19 @@ export class TaskRunner {
       this.queue.length = 0;
       this.queueHead = 0;
     }
+    this.reportStartedAsync();
+  }
+
+  /**
+   * Tells the primary of the asynchronous tasks started in this slice, before this thread runs
+   * their callbacks: one of them may block it for good (a loop after an `await`).
+   */
+  private reportStartedAsync(): void {
+    if (this.startedAsync.length === 0) return;
+    const now = performance.now();
+    const tasks: RunningTask[] = this.startedAsync.map((run) => ({ ordinal: run.ordinal, runningMs: Math.round(now - run.startedAt) }));
+    this.startedAsync = [];
+    this.send({ type: 'running', tasks });
   }
 
   private async resume(tasks: Queued[]): Promise<void> {
@@ -178,61 +196,28 @@ export class TaskRunner {
       this.succeed(spec, result);
       return;
     }
-    const run: AsyncRun = { ordinal, startedAt: performance.now(), settled: false };
-    this.watchRunning(run);
+    this.startedAsync.push({ ordinal, startedAt: performance.now() });
     // A thenable's then() is handler code too: it may throw, or call back twice.
+    let settled = false;
     try {
       result.then(
         (value: unknown) => {
-          if (run.settled) return;
-          run.settled = true;
+          if (settled) return;
+          settled = true;
           this.succeed(spec, value);
         },
         (error: unknown) => {
-          if (run.settled) return;
-          run.settled = true;
+          if (settled) return;
+          settled = true;
           this.fail(spec, handlerError(error));
         },
       );
     } catch (error) {
-      if (!run.settled) {
-        run.settled = true;
+      if (!settled) {
+        settled = true;
         this.fail(spec, handlerError(error));
       }
     }
-  }
-
-  /** Reports asynchronous tasks that are still running REPORT_RUNNING_AFTER_MS after they began. */
-  private watchRunning(run: AsyncRun): void {
-    this.unreported.push(run);
-    if (this.reportTimer === undefined) this.armReportTimer();
-  }
-
-  private armReportTimer(): void {
-    const oldest = this.unreported.find((run) => !run.settled);
-    if (oldest === undefined) {
-      this.unreported = [];
-      return;
-    }
-    const wait = Math.max(0, oldest.startedAt + REPORT_RUNNING_AFTER_MS - performance.now());
-    this.reportTimer = setTimeout(() => this.reportRunning(), wait);
-    this.reportTimer.unref();
-  }
-
-  private reportRunning(): void {
-    this.reportTimer = undefined;
-    const now = performance.now();
-    const tasks: RunningTask[] = [];
-    let kept = 0;
-    for (const run of this.unreported) {
-      if (run.settled) continue;
-      const runningMs = now - run.startedAt;
-      if (runningMs >= REPORT_RUNNING_AFTER_MS) tasks.push({ ordinal: run.ordinal, runningMs: Math.round(runningMs) });
-      else this.unreported[kept++] = run;
-    }
-    this.unreported.length = kept;
-    if (tasks.length > 0) this.send({ type: 'running', tasks });
-    this.armReportTimer();
   }
 
   private succeed(spec: TaskSpec, value: unknown): void {

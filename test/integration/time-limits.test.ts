@@ -36,6 +36,34 @@ describe('time limits count a task\'s own running time', function () {
     expect(cluster.output).to.not.include('ran past their time limit');
   });
 
+  it('answers each long task of a CPU-bound burst as it ends, so the next one\'s clock is its own', async function () {
+    this.timeout(30_000);
+    // One worker, two tasks of 1.2 s under a 2 s limit: the second starts when the first ends, and
+    // the first's outcome must be out by then, or its clock runs on through the second.
+    const cluster = await startCluster({ args: ['--quiet', '--workers', '1', '--handlers', HOSTILE_KINDS] });
+    const client = await rawClient(cluster.port);
+    const submits = [0, 1].map((i) => ({ type: 'submit', id: `long${i}`, kind: 'busy', payload: { ms: 1_200 }, timeoutMs: 2_000 }));
+    const replies = await pipeline(client, submits, 15_000);
+    expect(replies.map((reply) => reply.type)).to.deep.equal(['done', 'done']);
+    const [first, second] = replies as Extract<ServerMessage, { type: 'done' }>[];
+    expect(first?.ms, 'the first is answered when it ends, not after the second').to.be.below(1_900);
+    expect(second?.ms).to.be.above(2_300);
+    expect(restarts(await client.stats())).to.equal(0);
+  });
+
+  it('times an asynchronous task that blocks its worker after an await', async function () {
+    this.timeout(20_000);
+    const cluster = await startCluster({ args: ['--quiet', '--handlers', HOSTILE_KINDS] });
+    const client = await rawClient(cluster.port);
+    client.send({ type: 'submit', id: 'stuck', kind: 'async-then-hang', payload: null, timeoutMs: 1_000 });
+    const reply = await client.reply('stuck', 8_000);
+    expect(reply.type === 'failed' && reply.error.code).to.equal('TIMEOUT');
+    expect(reply.type === 'failed' && reply.ms).to.be.below(3_000);
+    // The other workers served meanwhile, and the slot is back.
+    const after = await pipeline(client, [0, 1, 2].map((i) => ({ type: 'submit', id: `a${i}`, payload: 'x' })), 5_000);
+    expect(after.every((message) => message.type === 'done')).to.equal(true);
+  });
+
   it('refuses a timeoutMs below --min-task-timeout-ms, naming it, and kills no worker', async function () {
     const cluster = await startCluster({ args: ['--quiet'] });
     const client = await rawClient(cluster.port);
