@@ -250,6 +250,7 @@ export class Dispatcher implements SlotEvents {
       this.sweepsPausedUntil = now + STALL_GRACE_MS;
       this.options.logger.warn('primary', `the primary was stalled for ${Math.round(sinceLast)} ms; time limits are checked again in ${STALL_GRACE_MS} ms`);
     }
+    for (const slot of this.slots) slot.checkStopped(now);
     if (now < this.sweepsPausedUntil) return;
     for (const slot of this.slots) slot.sweepTimeouts(now);
   }

@@ -1,4 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import { describeIssues, ErrorCode, type ErrorData } from '../shared/errors';
@@ -29,6 +30,9 @@ import { toSpec, type Outcome, type Task } from './task';
 export const MAX_INFLIGHT_CHARS_PER_WORKER = 16 * 1024 * 1024;
 /** How long a stopping worker has to exit after `shutdown` before it is killed, by default. */
 export const STOP_TIMEOUT_MS = 5_000;
+/** A worker holding tasks that has said nothing this long is checked for being stopped. */
+const STOPPED_SILENCE_MS = 500;
+const STOPPED_CHECK_EVERY_MS = 250;
 /** After a worker's exit, how long its IPC channel is given to deliver what it sent last. */
 const EXIT_DRAIN_MS = 200;
 /** Longest line the watchdog side channel may carry; its reports are a few dozen bytes. */
@@ -112,6 +116,11 @@ export class WorkerSlot {
   private failing = false;
   /** The worker has exited; what it sent last is being read before its death is dealt with. */
   private exitSeen = false;
+  /** performance.now() of the last word from the worker (a message or a watchdog report). */
+  private lastHeardAt = 0;
+  private lastStopCheckAt = 0;
+  /** The worker process is stopped (SIGSTOP, a debugger): passed over until it continues. */
+  private stopped = false;
   /** What the current worker said when it gave up (a `fatal` message). */
   private fatalReason: string | undefined;
   private youngDeaths = 0;
@@ -163,6 +172,7 @@ export class WorkerSlot {
       this.killedByPrimary ||
       this.failing ||
       this.exitSeen ||
+      this.stopped ||
       this.redeliveries.length > 0 ||
       this.suspects.length > 0 ||
       this.isolated !== undefined
@@ -232,6 +242,35 @@ export class WorkerSlot {
     this.options.events.changed(this);
   }
 
+  /**
+   * Notices a worker process that is stopped (SIGSTOP, a debugger's breakpoint): it holds tasks
+   * and has said nothing for a while, and the kernel says its state is `T`. Round-robin waits for
+   * a full worker, so a stopped one would hold up every client; it is passed over instead, its
+   * tasks waiting for it, until it continues. Linux only (it reads /proc); elsewhere it is not seen.
+   */
+  checkStopped(now: number): void {
+    if (this.state !== 'ready' || this.child?.pid === undefined) return;
+    if (!this.stopped && (this.inflight.size === 0 || now - this.lastHeardAt < STOPPED_SILENCE_MS)) return;
+    if (now - this.lastStopCheckAt < STOPPED_CHECK_EVERY_MS) return;
+    this.lastStopCheckAt = now;
+    const stopped = processIsStopped(this.child.pid);
+    if (stopped === this.stopped) return;
+    this.stopped = stopped;
+    const { pid } = this.child;
+    if (stopped) {
+      this.problem = `worker pid ${pid} is stopped (SIGSTOP?): passed over, its ${this.inflight.size} task(s) wait for it`;
+      this.options.logger.warn(this.slot, this.problem);
+    } else {
+      this.options.logger.info(this.slot, `worker pid ${pid} continues; serving again`);
+      this.problem = undefined;
+    }
+    this.options.events.changed(this);
+  }
+
+  private heard(): void {
+    this.lastHeardAt = performance.now();
+  }
+
   stats(): WorkerStats {
     const stats: WorkerStats = {
       slot: this.slot,
@@ -288,6 +327,7 @@ export class WorkerSlot {
     this.killedByPrimary = false;
     this.failing = false;
     this.exitSeen = false;
+    this.stopped = false;
     this.fatalReason = undefined;
     this.notReadyIn = undefined;
     let child: ChildProcess;
@@ -347,6 +387,7 @@ export class WorkerSlot {
     channel.on('error', () => undefined); // it closes with the worker; 'exit' says the rest
     channel.on('data', (chunk: Buffer) => {
       if (child !== this.child) return;
+      this.heard();
       for (const line of splitter.push(chunk)) {
         let report: unknown;
         try {
@@ -363,6 +404,7 @@ export class WorkerSlot {
 
   private receive(child: ChildProcess, raw: unknown): void {
     if (child !== this.child) return;
+    this.heard();
     const parsed = FromWorkerSchema.safeParse(raw);
     if (!parsed.success) {
       this.options.logger.error(this.slot, `malformed message from worker: ${describeIssues(parsed.error.issues)}`);
@@ -399,6 +441,7 @@ export class WorkerSlot {
     this.clearReadyTimer();
     this.state = 'ready';
     this.readyAt = performance.now();
+    this.heard();
     this.everReady = true;
     this.startFailures = 0;
     if (this.problem !== undefined) {
@@ -724,6 +767,17 @@ export class WorkerSlot {
   private clearReadyTimer(): void {
     if (this.readyTimer !== undefined) clearTimeout(this.readyTimer);
     this.readyTimer = undefined;
+  }
+}
+
+/** Whether the kernel has the process stopped (`T`, or `t` under a tracer); false if unknown. */
+function processIsStopped(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.charAt(stat.lastIndexOf(')') + 2);
+    return state === 'T' || state === 't';
+  } catch {
+    return false;
   }
 }
 

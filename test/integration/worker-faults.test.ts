@@ -116,4 +116,28 @@ describe('worker faults: fork failures and orphans', function () {
     process.kill((await workerPids(client))[0] as number, 'SIGKILL');
     await until(() => !isAlive(sleeper), 2_000, 'the handler\'s sleep process to be gone');
   });
+
+  it('passes over a stopped worker instead of waiting for it, and takes it back when it continues', async function () {
+    this.timeout(30_000);
+    const cluster = await startCluster({ args: ['--quiet'] });
+    const client = await rawClient(cluster.port);
+    const stoppedPid = (await workerPids(client))[1] as number;
+    started.push(stoppedPid);
+    process.kill(stoppedPid, 'SIGSTOP');
+    try {
+      const count = 2_000;
+      let lines = '';
+      for (let i = 0; i < count; i += 1) lines += `${JSON.stringify({ type: 'submit', id: `t${i}`, payload: `t${i}` })}\n`;
+      client.send(lines);
+      await cluster.waitFor(/\[worker 2\] worker pid \d+ is stopped \(SIGSTOP\?\): passed over, its \d+ task\(s\) wait for it/, 5_000);
+      // Everything but what the stopped worker already held is answered meanwhile.
+      await until(() => client.messages.filter((message) => message.type === 'done').length >= count - 256, 10_000, 'the others\' share');
+      expect((await client.stats()).workers[1]?.problem).to.match(/is stopped/);
+    } finally {
+      process.kill(stoppedPid, 'SIGCONT');
+    }
+    await until(() => client.messages.filter((message) => message.type === 'done').length === 2_000, 10_000, 'every task');
+    await cluster.waitFor(/\[worker 2\] worker pid \d+ continues; serving again/, 5_000);
+    expect((await client.stats()).workers[1]?.problem).to.equal(undefined);
+  });
 });
