@@ -1,21 +1,12 @@
-import { fork, type ChildProcess, type ForkOptions } from 'node:child_process';
 import type { Logger } from '../shared/logger';
 import { StandbyReadySchema } from '../shared/protocol';
+import { spawnWorker, type WorkerProcess } from './worker-process';
 
 /**
  * How long after the cluster is ready, or after the standby is taken (or lost), a new standby is
  * forked: long enough for the activated one to open its database without competing for the CPU.
  */
 export const STANDBY_REFILL_MS = 100;
-
-/**
- * How every worker process is forked: stdin closed, stdout and stderr shared, the IPC channel on
- * fd 3 and the watchdog's side channel on fd 4 (see worker/watchdog.ts); each leads its own
- * process group, so that what its handlers start can be ended with it.
- */
-export function workerForkOptions(env: NodeJS.ProcessEnv | undefined): ForkOptions {
-  return { stdio: ['ignore', 'inherit', 'inherit', 'ipc', 'pipe'], detached: true, ...(env === undefined ? {} : { env }) };
-}
 
 /**
  * Keeps one worker process forked ahead of need: booting Node and loading zod and sqlite3 takes
@@ -25,23 +16,19 @@ export function workerForkOptions(env: NodeJS.ProcessEnv | undefined): ForkOptio
  */
 export class StandbyPool {
   /** The standby, once it has said it is loaded and listening. */
-  private standby: ChildProcess | undefined;
+  private standby: WorkerProcess | undefined;
   /** A standby still loading. */
-  private loading: ChildProcess | undefined;
+  private loading: WorkerProcess | undefined;
   private refillTimer: NodeJS.Timeout | undefined;
   private closed = false;
   /** No standby before start(): it would compete with the first workers for the CPU. */
   private started = false;
-  private readonly forkOptions: ForkOptions;
-
   constructor(
     private readonly script: string,
     private readonly standbyArgs: readonly string[],
     private readonly logger: Logger,
-    env?: NodeJS.ProcessEnv,
-  ) {
-    this.forkOptions = workerForkOptions(env);
-  }
+    private readonly env?: NodeJS.ProcessEnv,
+  ) {}
 
   /** Forks the first standby after STANDBY_REFILL_MS (the workers are ready by then). */
   start(): void {
@@ -53,19 +40,17 @@ export class StandbyPool {
    * A worker process started with `args`: the standby, told to become it, or a fresh fork (which
    * throws, or emits 'error' with no pid, if the process cannot be made).
    */
-  fork(args: readonly string[]): ChildProcess {
+  fork(args: readonly string[]): WorkerProcess {
     const standby = this.standby;
     this.standby = undefined;
     this.scheduleRefill();
     if (standby !== undefined && standby.connected && standby.exitCode === null && standby.signalCode === null) {
-      standby.removeAllListeners('message');
-      standby.removeAllListeners('exit');
-      standby.removeAllListeners('error');
+      for (const event of ['message', 'malformed', 'exit', 'error']) standby.removeAllListeners(event);
       // If this send fails the child is gone: its 'exit' reaches the slot like any worker's death.
       standby.send({ type: 'activate', args: [...args] }, () => undefined);
       return standby;
     }
-    return fork(this.script, args, this.forkOptions);
+    return spawnWorker(this.script, args, this.env);
   }
 
   /** Stops the standby and forks no more; safe to call twice. */
@@ -84,9 +69,9 @@ export class StandbyPool {
     this.refillTimer = setTimeout(() => {
       this.refillTimer = undefined;
       if (this.closed || this.standby !== undefined || this.loading !== undefined) return;
-      let child: ChildProcess;
+      let child: WorkerProcess;
       try {
-        child = fork(this.script, ['--standby', ...this.standbyArgs], this.forkOptions);
+        child = spawnWorker(this.script, ['--standby', ...this.standbyArgs], this.env);
       } catch {
         return; // no standby for now; the next taken slot tries again
       }
@@ -95,6 +80,8 @@ export class StandbyPool {
         // A fork that failed (no pid) emits no 'exit': let the next refill try again.
         if (child.pid === undefined && this.loading === child) this.loading = undefined;
       });
+      // A standby runs no handler code yet: garbage from it is a fault of its own; it is not used.
+      child.on('malformed', () => child.kill('SIGKILL'));
       child.on('message', (raw: unknown) => {
         if (this.loading !== child || !StandbyReadySchema.safeParse(raw).success) return;
         this.loading = undefined;

@@ -1,14 +1,12 @@
-import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import type { Readable } from 'node:stream';
 import { describeIssues, ErrorCode, type ErrorData } from '../shared/errors';
 import { LineSplitter } from '../shared/framing';
 import type { Logger } from '../shared/logger';
 import {
   FromWorkerSchema,
+  MAX_MESSAGE_CHARS,
   TaskOutcomeSchema,
-  WATCHDOG_FD,
   WatchdogReportSchema,
   type RunningTask,
   type WorkerState,
@@ -25,6 +23,7 @@ import {
   type Death,
 } from './slot-policy';
 import { toSpec, type Outcome, type Task } from './task';
+import type { WorkerProcess } from './worker-process';
 
 /** Characters of payload a worker may hold at once, whatever --max-inflight-per-worker allows. */
 export const MAX_INFLIGHT_CHARS_PER_WORKER = 16 * 1024 * 1024;
@@ -52,7 +51,7 @@ export interface SlotOptions {
   logger: Logger;
   events: SlotEvents;
   /** Starts a worker process with `args`; may throw, or emit 'error' with no pid, if it cannot. */
-  spawn: (args: readonly string[]) => ChildProcess;
+  spawn: (args: readonly string[]) => WorkerProcess;
   /** Ends what is left of a dead worker's process group (what its handlers started). */
   endGroup: (pid: number) => void;
   /** Reads the slot's file for tasks stored there, when there is no worker to ask. */
@@ -90,7 +89,7 @@ export class WorkerSlot {
   done = 0;
   failed = 0;
 
-  private child: ChildProcess | undefined;
+  private child: WorkerProcess | undefined;
   /** Tasks sent to the current child so far: the next one's ordinal. */
   private sentToChild = 0;
   private readyAt = 0;
@@ -116,6 +115,8 @@ export class WorkerSlot {
   private failing = false;
   /** The worker has exited; what it sent last is being read before its death is dealt with. */
   private exitSeen = false;
+  /** The worker wrote garbage on a channel and is being killed for it. */
+  private corrupt = false;
   /** performance.now() of the last word from the worker (a message or a watchdog report). */
   private lastHeardAt = 0;
   private lastStopCheckAt = 0;
@@ -172,6 +173,7 @@ export class WorkerSlot {
       this.killedByPrimary ||
       this.failing ||
       this.exitSeen ||
+      this.corrupt ||
       this.stopped ||
       this.redeliveries.length > 0 ||
       this.suspects.length > 0 ||
@@ -327,10 +329,11 @@ export class WorkerSlot {
     this.killedByPrimary = false;
     this.failing = false;
     this.exitSeen = false;
+    this.corrupt = false;
     this.stopped = false;
     this.fatalReason = undefined;
     this.notReadyIn = undefined;
-    let child: ChildProcess;
+    let child: WorkerProcess;
     try {
       child = this.options.spawn(args);
     } catch (error) {
@@ -356,6 +359,7 @@ export class WorkerSlot {
       child.kill('SIGKILL');
     }, readyTimeoutMs);
     child.on('message', (raw: unknown) => this.receive(child, raw));
+    child.on('malformed', (what: string) => this.onCorrupt(child, `its channel carried ${what}`));
     child.on('error', (error) => {
       // With no pid, the process was never made (EMFILE, EAGAIN): no 'exit' will follow.
       if (child.pid === undefined) end(null, null, error);
@@ -380,9 +384,9 @@ export class WorkerSlot {
   }
 
   /** The worker's watchdog thread reports synchronous tasks that run a while on stdio fd 4. */
-  private listenToWatchdog(child: ChildProcess): void {
-    const channel = child.stdio?.[WATCHDOG_FD] as Readable | null | undefined;
-    if (channel === null || channel === undefined) return;
+  private listenToWatchdog(child: WorkerProcess): void {
+    const channel = child.watchdog;
+    if (channel === undefined) return;
     const splitter = new LineSplitter(MAX_WATCHDOG_LINE_BYTES);
     channel.on('error', () => undefined); // it closes with the worker; 'exit' says the rest
     channel.on('data', (chunk: Buffer) => {
@@ -397,13 +401,27 @@ export class WorkerSlot {
         }
         const parsed = WatchdogReportSchema.safeParse(report);
         if (parsed.success) this.onRunning([parsed.data]);
-        else this.options.logger.error(this.slot, 'malformed report from the worker\'s watchdog thread');
+        else this.onCorrupt(child, 'its watchdog channel carried something that is not a report');
       }
     });
   }
 
-  private receive(child: ChildProcess, raw: unknown): void {
-    if (child !== this.child) return;
+  /**
+   * The worker wrote something that is not a message on a channel of ours: handler code did (only
+   * it can), and the stream may be out of step. It is killed as if it had died on its own, so the
+   * tasks it held are blamed (one of them did this) and run again, alone.
+   */
+  private onCorrupt(child: WorkerProcess, what: string): void {
+    if (child !== this.child || this.corrupt) return;
+    this.corrupt = true;
+    this.fatalReason = `killed: ${what}`;
+    this.options.logger.error(this.slot, `worker pid ${child.pid}: ${what}; killing it`);
+    child.kill('SIGKILL');
+    this.options.events.changed(this);
+  }
+
+  private receive(child: WorkerProcess, raw: unknown): void {
+    if (child !== this.child || this.corrupt) return;
     this.heard();
     const parsed = FromWorkerSchema.safeParse(raw);
     if (!parsed.success) {
@@ -552,22 +570,30 @@ export class WorkerSlot {
     if (this.canTake()) this.options.events.changed(this);
   }
 
+  /** Sends the outbox, in messages of at most MAX_MESSAGE_CHARS of payload each. */
   private flush(): void {
     this.flushScheduled = false;
     const child = this.child;
     if (this.outbox.length === 0 || child === undefined || !child.connected || this.exitSeen) return;
-    const first = this.sentToChild;
-    const tasks = this.outbox.map((task, index) => {
-      task.ordinal = first + index;
-      return toSpec(task);
-    });
-    this.sentToChild += tasks.length;
+    const outbox = this.outbox;
     this.outbox = [];
-    // An error here means the child is gone; its exit handler redelivers what it held.
-    child.send({ type: 'tasks', first, tasks }, () => undefined);
+    for (let start = 0; start < outbox.length; ) {
+      const first = this.sentToChild;
+      const tasks = [];
+      let chars = 0;
+      for (; start < outbox.length && (tasks.length === 0 || chars < MAX_MESSAGE_CHARS); start += 1) {
+        const task = outbox[start] as Task;
+        task.ordinal = first + tasks.length;
+        chars += task.chars;
+        tasks.push(toSpec(task));
+      }
+      this.sentToChild += tasks.length;
+      // An error here means the child is gone; its exit handler redelivers what it held.
+      child.send({ type: 'tasks', first, tasks }, () => undefined);
+    }
   }
 
-  private onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null, spawnError?: Error): void {
+  private onExit(child: WorkerProcess, code: number | null, signal: NodeJS.Signals | null, spawnError?: Error): void {
     if (child !== this.child) return;
     this.child = undefined;
     this.clearReadyTimer();
@@ -596,7 +622,8 @@ export class WorkerSlot {
       wasReady: true,
       uptimeMs: performance.now() - this.readyAt,
       killedForTimeLimit: this.killedByPrimary,
-      toldWhy: this.fatalReason !== undefined,
+      // A worker killed for garbage on its channel did not say why: a task of its made it.
+      toldWhy: this.fatalReason !== undefined && !this.corrupt,
     };
     logger.warn(this.slot, `worker pid ${child.pid} died (${how}) holding ${this.inflight.size} task(s)`);
     const returned = this.reclaimAll(blamesTasks(death));

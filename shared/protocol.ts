@@ -232,8 +232,18 @@ export const WatchdogReportSchema = z.strictObject({
 });
 export type WatchdogReport = z.infer<typeof WatchdogReportSchema>;
 
-/** The stdio index of that side channel in a worker's fork options. */
+/** A worker's stdio descriptors: its message channel (JSON lines both ways), the watchdog's. */
+export const CHANNEL_FD = 3;
 export const WATCHDOG_FD = 4;
+/**
+ * Longest line on a worker's channel. The primary hands a worker at most 8 Mi characters of
+ * payloads a message, and a worker reports at most 8 Mi characters of results a message; JSON
+ * escaping can make them longer. A worker whose line is longer is corrupt and is replaced.
+ */
+export const MAX_TO_WORKER_LINE_BYTES = 128 * 1024 * 1024;
+export const MAX_FROM_WORKER_LINE_BYTES = 128 * 1024 * 1024;
+/** Characters of payloads (primary to worker) or results (worker to primary) in one message. */
+export const MAX_MESSAGE_CHARS = 8 * 1024 * 1024;
 
 // ---- primary <-> standby worker (IPC) ---------------------------------------------------------
 

@@ -1,18 +1,29 @@
 /**
- * A worker process, forked by the primary: `main.js --slot N --db FILE [--handlers MODULE]`, or
- * forked ahead of need as `main.js --standby` and told those arguments later.
+ * A worker process, started by the primary: `main.js --slot N --db FILE [--handlers MODULE]`, or
+ * started ahead of need as `main.js --standby` and told those arguments later. It talks to the
+ * primary in JSON lines on fd 3 (shared/json-lines.ts).
  * It opens its database (proving it can write it), says `ready`, then runs what the primary sends
  * until told to stop. Its watchdog thread ends it, with whatever its handlers started, as soon as
  * the primary is gone, even while a handler blocks the event loop: no worker outlives its primary.
  */
 import { fstatSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { z } from 'zod';
 import { parseArgs } from '../shared/args';
 import { intOption } from '../shared/config';
 import { describeIssues } from '../shared/errors';
-import { ActivateSchema, ToWorkerSchema, WATCHDOG_FD, type FromWorker, type StandbyReady } from '../shared/protocol';
+import { JsonLines } from '../shared/json-lines';
+import {
+  ActivateSchema,
+  CHANNEL_FD,
+  MAX_TO_WORKER_LINE_BYTES,
+  ToWorkerSchema,
+  WATCHDOG_FD,
+  type FromWorker,
+  type StandbyReady,
+} from '../shared/protocol';
 import { openWorkerDatabase } from '../shared/results-db';
 import { close } from '../shared/sqlite';
 import { kindSchemas, loadKinds } from './load-kinds';
@@ -31,11 +42,22 @@ const WorkerArgsSchema = z.strictObject({
 export const EXIT_CANNOT_START = 1;
 export const EXIT_STORAGE_FAILED = 3;
 
+/** The channel to the primary, or undefined when this process was not started by one. */
+function openChannel(): JsonLines | undefined {
+  try {
+    fstatSync(CHANNEL_FD);
+  } catch {
+    return undefined;
+  }
+  return new JsonLines(new net.Socket({ fd: CHANNEL_FD, readable: true, writable: true }), MAX_TO_WORKER_LINE_BYTES);
+}
+
+const channel = openChannel();
+
 // Typed here and validated by zod where it arrives, in the primary.
 function send(message: FromWorker): void {
-  // With the primary gone there is no one to tell; the outcome is stored all the same. The
-  // callback keeps a failed send from becoming an 'error' event that would crash the worker.
-  if (process.connected) process.send?.(message, undefined, undefined, () => undefined);
+  // With the primary gone there is no one to tell; the outcome is stored all the same.
+  channel?.send(message, () => undefined);
 }
 
 /**
@@ -43,12 +65,12 @@ function send(message: FromWorker): void {
  * once the message is out. Started by hand, without a primary, it says so on stderr instead.
  */
 function fatal(message: string, code: number): void {
-  if (!process.connected || process.send === undefined) {
+  if (channel === undefined || !channel.connected) {
     process.stderr.write(`worker: ${message}\n`);
     process.exit(code);
   }
   const last: FromWorker = { type: 'fatal', message: message.slice(0, 4096) };
-  process.send(last, undefined, undefined, () => process.exit(code));
+  channel.send(last, () => process.exit(code));
   setTimeout(() => process.exit(code), 1_000).unref();
 }
 
@@ -74,23 +96,23 @@ function startWatchdog(marker: RunMarker): void {
  * A standby (`main.js --standby`, see server/standby-pool.ts) has loaded every module and waits
  * here for the arguments of the slot it is to serve; until then it exits with its primary.
  */
-function activation(): Promise<string[]> {
+function activation(lines: JsonLines): Promise<string[]> {
   return new Promise((resolve) => {
     const exit = (): never => process.exit(0);
     const onMessage = (raw: unknown): void => {
       const message = ActivateSchema.safeParse(raw);
       if (!message.success) return;
-      process.off('message', onMessage);
-      process.off('disconnect', exit);
+      lines.off('message', onMessage);
+      lines.off('close', exit);
       process.off('SIGTERM', exit);
       resolve(message.data.args);
     };
-    process.on('message', onMessage);
-    process.on('disconnect', exit);
+    lines.on('message', onMessage);
+    lines.on('close', exit);
     process.on('SIGTERM', exit);
     process.on('SIGINT', () => undefined);
     const ready: StandbyReady = { type: 'standby', pid: process.pid };
-    process.send?.(ready, undefined, undefined, () => undefined);
+    lines.send(ready, () => undefined);
   });
 }
 
@@ -98,13 +120,18 @@ async function main(): Promise<void> {
   // The primary's log reader may go away; a worker writes little there and must not die of it.
   process.stdout.on('error', () => undefined);
   process.stderr.on('error', () => undefined);
-  if (process.send === undefined) return fatal('must be started by the primary (it needs an IPC channel)', EXIT_CANNOT_START);
+  // A handler that leaves a promise rejected with no one to catch it would otherwise end the
+  // worker, and every task it holds would be blamed; its own task has been answered already.
+  process.on('unhandledRejection', (reason) => {
+    process.stderr.write(`worker: a handler left a promise rejected with no handler: ${String(reason).slice(0, 500)}\n`);
+  });
+  if (channel === undefined) return fatal('must be started by the primary (it needs its channel on fd 3)', EXIT_CANNOT_START);
   const marker = new RunMarker();
   startWatchdog(marker);
   const standby = process.argv.includes('--standby');
   // `ps` shows what each process is for; a standby names its cluster's data dir (its only argument).
   if (standby) process.title = `ronda standby worker ${process.argv[process.argv.indexOf('--data-dir') + 1] ?? ''}`;
-  const argv = standby ? await activation() : process.argv.slice(2);
+  const argv = standby ? await activation(channel) : process.argv.slice(2);
   const args = WorkerArgsSchema.safeParse(parseArgs(argv, new Set()).options);
   if (!args.success) return fatal(describeIssues(args.error.issues), EXIT_CANNOT_START);
   const { slot, db: file, handlers } = args.data;
@@ -144,7 +171,7 @@ async function main(): Promise<void> {
     fatal(`cannot store results in ${file}: ${error.message}`, EXIT_STORAGE_FAILED);
   });
 
-  process.on('message', (raw: unknown) => {
+  channel.on('message', (raw: unknown) => {
     const message = ToWorkerSchema.safeParse(raw);
     if (!message.success) {
       process.stderr.write(`worker ${slot}: ignored a malformed message: ${describeIssues(message.error.issues)}\n`);
@@ -153,7 +180,8 @@ async function main(): Promise<void> {
     if (message.data.type === 'shutdown') void stop('asked');
     else runner.handle(message.data);
   });
-  process.on('disconnect', () => void stop('orphaned'));
+  channel.on('malformed', (what: string) => process.stderr.write(`worker ${slot}: ignored ${what} from the primary\n`));
+  channel.on('close', () => void stop('orphaned'));
   process.on('SIGTERM', () => void stop('terminated'));
   // Ctrl-C in a terminal reaches the whole process group; the primary decides how workers stop.
   process.on('SIGINT', () => undefined);

@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { describeIssues, ErrorCode, type ErrorData } from '../shared/errors';
-import type { FromWorker, RunningTask, TaskOutcome, TaskSpec, ToWorker } from '../shared/protocol';
+import { MAX_MESSAGE_CHARS, type FromWorker, type RunningTask, type TaskOutcome, type TaskSpec, type ToWorker } from '../shared/protocol';
 import { encodeValue, type EncodedValue, type StoredOutcome } from '../shared/results-db';
 import type { ResultRecord, ResultWriter } from './result-writer';
 import type { RunMarker } from './run-marker';
@@ -271,8 +271,19 @@ export class TaskRunner {
     this.onStorageFailure(error);
   }
 
+  /** Sends outcomes in messages of at most MAX_MESSAGE_CHARS of results each. */
   private report(outcomes: TaskOutcome[]): void {
-    this.send({ type: 'outcomes', outcomes });
+    let start = 0;
+    let chars = 0;
+    for (let index = 0; index < outcomes.length; index += 1) {
+      const outcome = outcomes[index] as TaskOutcome;
+      chars += outcome.status === 'done' ? outcome.result.length : outcome.error.message.length;
+      if (chars >= MAX_MESSAGE_CHARS || index === outcomes.length - 1) {
+        this.send({ type: 'outcomes', outcomes: start === 0 && index === outcomes.length - 1 ? outcomes : outcomes.slice(start, index + 1) });
+        start = index + 1;
+        chars = 0;
+      }
+    }
     this.pending -= outcomes.length;
     if (this.pending === 0) {
       const waiters = this.idleWaiters;

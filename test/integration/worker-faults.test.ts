@@ -140,4 +140,24 @@ describe('worker faults: fork failures and orphans', function () {
     await cluster.waitFor(/\[worker 2\] worker pid \d+ continues; serving again/, 5_000);
     expect((await client.stats()).workers[1]?.problem).to.equal(undefined);
   });
+
+  it('replaces a worker that writes garbage on its channel, and the primary and every other task go on', async function () {
+    this.timeout(30_000);
+    const cluster = await startCluster({ args: ['--quiet', '--handlers', HOSTILE_KINDS, '--max-attempts', '2'] });
+    const client = await rawClient(cluster.port);
+    client.send({ type: 'submit', id: 'garbage', kind: 'channel-garbage', payload: null });
+    const others = Array.from({ length: 300 }, (_, i) => ({ type: 'submit', id: `t${i}`, payload: `t${i}` }));
+    client.send(others.map((submit) => JSON.stringify(submit)).join('\n') + '\n');
+    const replies = await Promise.all(others.map((submit) => client.reply(submit.id, 15_000)));
+    expect(replies.filter((reply) => reply.type !== 'done'), 'the other tasks').to.deep.equal([]);
+    // Answered once: from its row if the killed worker had stored it, else WORKER_LOST after
+    // running alone and doing it again.
+    const garbage = await client.reply('garbage', 15_000);
+    expect(garbage.type === 'done' || (garbage.type === 'failed' && garbage.error.code === 'WORKER_LOST'), JSON.stringify(garbage)).to.equal(true);
+    expect(client.messages.filter((message) => 'id' in message && message.id === 'garbage')).to.have.length(1);
+    await cluster.waitFor(/\[worker 1\] worker pid \d+: its channel carried a line that is not JSON: "not json at all"; killing it/);
+    expect(isAlive(cluster.pid)).to.equal(true);
+    client.send({ type: 'submit', id: 'after', payload: 'x' });
+    expect(await client.reply('after')).to.include({ type: 'done' });
+  });
 });

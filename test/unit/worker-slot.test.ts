@@ -1,11 +1,11 @@
 import { expect } from 'chai';
-import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { PassThrough } from 'node:stream';
 import { Logger } from '../../shared/logger';
 import type { StoredOutcome } from '../../shared/results-db';
 import type { Outcome, Task } from '../../server/task';
+import type { WorkerProcess } from '../../server/worker-process';
 import { WorkerSlot, type SlotEvents } from '../../server/worker-slot';
 import { until } from '../helpers/cluster';
 
@@ -77,7 +77,7 @@ describe('WorkerSlot (a fake child process)', function () {
           child.connected = false;
           process.nextTick(() => child.emit('error', new Error('spawn EMFILE')));
         }
-        return child as unknown as ChildProcess;
+        return child as unknown as WorkerProcess;
       },
     });
   }
