@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import type { Duplex, Readable } from 'node:stream';
 import { JsonLines } from '../shared/json-lines';
-import { CHANNEL_FD, MAX_FROM_WORKER_LINE_BYTES, WATCHDOG_FD } from '../shared/protocol';
+import { CHANNEL_FD, MAX_FROM_WORKER_LINE_CHARS, WATCHDOG_FD } from '../shared/protocol';
 
 /**
  * A worker process as the primary sees it. WorkerSlot and StandbyPool use this shape; tests give
@@ -43,16 +43,17 @@ class SpawnedWorker extends EventEmitter implements WorkerProcess {
 
   constructor(private readonly child: ChildProcess) {
     super();
+    // First: a spawn that failed (EMFILE) emits 'error' on the next tick and has no stdio at all.
+    child.on('error', (error) => this.emit('error', error));
+    child.once('exit', (code, signal) => this.emit('exit', code, signal));
     // A 'pipe' beyond stdio 0-2 is a socket, readable and writable.
-    const stream = child.stdio[CHANNEL_FD] as Duplex | null | undefined;
+    const stream = child.stdio?.[CHANNEL_FD] as Duplex | null | undefined;
     if (stream !== null && stream !== undefined) {
-      this.channel = new JsonLines(stream, MAX_FROM_WORKER_LINE_BYTES);
+      this.channel = new JsonLines(stream, MAX_FROM_WORKER_LINE_CHARS);
       this.channel.on('message', (value: unknown) => this.emit('message', value));
       this.channel.on('malformed', (what: string) => this.emit('malformed', what));
       this.channel.on('close', () => this.emit('disconnect'));
     }
-    child.on('error', (error) => this.emit('error', error));
-    child.once('exit', (code, signal) => this.emit('exit', code, signal));
   }
 
   get pid(): number | undefined {
@@ -72,7 +73,7 @@ class SpawnedWorker extends EventEmitter implements WorkerProcess {
   }
 
   get watchdog(): Readable | undefined {
-    const stream = this.child.stdio[WATCHDOG_FD];
+    const stream = this.child.stdio?.[WATCHDOG_FD];
     return stream === null || stream === undefined ? undefined : (stream as Readable);
   }
 

@@ -1,27 +1,33 @@
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
-import { LineSplitter } from './framing';
+import { StringDecoder } from 'node:string_decoder';
 
 /**
  * One JSON value per line over a stream: the channel between the primary and each worker (a
  * pipe on the worker's fd 3). Node's own IPC channel is not used for it: a worker runs handler
  * code, and one line of garbage written to its IPC descriptor made Node's parser throw inside the
  * primary, which ended the whole cluster; nor does Node's parser bound a line. Here a line that is
- * too long, not UTF-8 or not JSON is reported as `malformed` and the rest goes on.
+ * too long or not JSON is reported as `malformed` and the rest goes on. Lines are cut from the
+ * decoded text (as Node's channel does) rather than from bytes: a result of 1 Mi characters is
+ * then held as one string until it is parsed, not also as chunks and their concatenation.
  *
  * Events: `message` (the parsed value, unchecked: the receiver validates it), `malformed` (a
  * sentence saying what was wrong), `close` (the stream ended; nothing more comes or goes).
  */
 export class JsonLines extends EventEmitter {
-  private readonly splitter: LineSplitter;
+  private readonly decoder = new StringDecoder('utf8');
+  /** The start of a line whose end has not come yet. */
+  private pending = '';
+  /** Skipping the rest of a line that was too long. */
+  private discarding = false;
   private open = true;
 
+  /** @param maxLineChars longest line read; longer ones are reported and skipped. */
   constructor(
     private readonly stream: Duplex,
-    maxLineBytes: number,
+    private readonly maxLineChars: number,
   ) {
     super();
-    this.splitter = new LineSplitter(maxLineBytes);
     stream.on('data', (chunk: Buffer) => this.onData(chunk));
     stream.on('error', () => undefined); // 'close' follows
     stream.on('close', () => this.onClose());
@@ -58,21 +64,41 @@ export class JsonLines extends EventEmitter {
   }
 
   private onData(chunk: Buffer): void {
-    for (const line of this.splitter.push(chunk)) {
-      if (!line.ok) {
-        this.emit('malformed', line.code === 'LINE_TOO_LONG' ? 'a line over the limit' : 'a line that is not UTF-8');
-        continue;
+    const text = this.decoder.write(chunk);
+    let start = 0;
+    for (let newline = text.indexOf('\n'); newline !== -1; newline = text.indexOf('\n', start)) {
+      const piece = text.slice(start, newline);
+      start = newline + 1;
+      if (this.discarding) {
+        this.discarding = false;
+      } else if (this.pending.length + piece.length > this.maxLineChars) {
+        this.emit('malformed', 'a line over the limit');
+      } else {
+        this.onLine(this.pending === '' ? piece : this.pending + piece);
       }
-      if (line.text === '') continue;
-      let value: unknown;
-      try {
-        value = JSON.parse(line.text);
-      } catch {
-        this.emit('malformed', `a line that is not JSON: ${JSON.stringify(line.text.slice(0, 60))}`);
-        continue;
-      }
-      this.emit('message', value);
+      this.pending = '';
     }
+    if (start === text.length || this.discarding) return;
+    const rest = start === 0 ? text : text.slice(start);
+    if (this.pending.length + rest.length > this.maxLineChars) {
+      this.emit('malformed', 'a line over the limit');
+      this.pending = '';
+      this.discarding = true;
+    } else {
+      this.pending += rest;
+    }
+  }
+
+  private onLine(line: string): void {
+    if (line === '') return;
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch {
+      this.emit('malformed', `a line that is not JSON: ${JSON.stringify(line.slice(0, 60))}`);
+      return;
+    }
+    this.emit('message', value);
   }
 
   private onClose(): void {

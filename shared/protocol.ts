@@ -240,8 +240,8 @@ export const WATCHDOG_FD = 4;
  * payloads a message, and a worker reports at most 8 Mi characters of results a message; JSON
  * escaping can make them longer. A worker whose line is longer is corrupt and is replaced.
  */
-export const MAX_TO_WORKER_LINE_BYTES = 128 * 1024 * 1024;
-export const MAX_FROM_WORKER_LINE_BYTES = 128 * 1024 * 1024;
+export const MAX_TO_WORKER_LINE_CHARS = 128 * 1024 * 1024;
+export const MAX_FROM_WORKER_LINE_CHARS = 128 * 1024 * 1024;
 /** Characters of payloads (primary to worker) or results (worker to primary) in one message. */
 export const MAX_MESSAGE_CHARS = 8 * 1024 * 1024;
 

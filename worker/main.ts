@@ -18,7 +18,7 @@ import { JsonLines } from '../shared/json-lines';
 import {
   ActivateSchema,
   CHANNEL_FD,
-  MAX_TO_WORKER_LINE_BYTES,
+  MAX_TO_WORKER_LINE_CHARS,
   ToWorkerSchema,
   WATCHDOG_FD,
   type FromWorker,
@@ -49,7 +49,7 @@ function openChannel(): JsonLines | undefined {
   } catch {
     return undefined;
   }
-  return new JsonLines(new net.Socket({ fd: CHANNEL_FD, readable: true, writable: true }), MAX_TO_WORKER_LINE_BYTES);
+  return new JsonLines(new net.Socket({ fd: CHANNEL_FD, readable: true, writable: true }), MAX_TO_WORKER_LINE_CHARS);
 }
 
 const channel = openChannel();

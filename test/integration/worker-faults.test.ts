@@ -49,11 +49,15 @@ describe('worker faults: fork failures and orphans', function () {
     await cluster.waitFor(/standby worker pid \d+ loaded/);
     held.push(...(await exhaustDescriptors(cluster.port)));
     // The standby takes the first death; the second needs a fork, which fails now.
-    process.kill((await workerPids(client))[0] as number, 'SIGKILL');
-    await until(async () => (await client.stats()).workers[0]?.state === 'ready', 5_000, 'the standby in slot 1');
+    const first = (await workerPids(client))[0] as number;
+    process.kill(first, 'SIGKILL');
+    await until(async () => {
+      const slot1 = (await client.stats()).workers[0];
+      return slot1?.state === 'ready' && slot1.pid !== first;
+    }, 5_000, 'the standby in slot 1');
     const submits = Array.from({ length: 60 }, (_, i) => ({ type: 'submit', id: `t${i}`, kind: 'sleep', payload: { ms: 1_500 } }));
     client.send(submits.map((submit) => JSON.stringify(submit)).join('\n') + '\n');
-    await sleep(300);
+    await until(async () => (await client.stats()).workers[0]?.inflight === 20, 5_000, 'slot 1 holding its 20');
     process.kill((await workerPids(client))[0] as number, 'SIGKILL');
 
     await cluster.waitFor(/\[worker 1\] could not be started: spawn .*EMFILE/, 5_000);
