@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { ErrorCode } from '../shared/errors';
+import { ErrorCode, type ErrorData } from '../shared/errors';
 import type { Logger } from '../shared/logger';
 import type { WorkerStats } from '../shared/protocol';
 import { findStoredIn } from '../shared/results-db';
@@ -145,6 +145,18 @@ export class Dispatcher implements SlotEvents {
     if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer);
     this.standbys.close();
     await Promise.all(this.slots.map((slot) => slot.stop(timeoutMs)));
+  }
+
+  /**
+   * Answers every task still outstanding with `error` (the cluster has stopped, its workers are
+   * gone): each accepted task gets its one reply, also at a shutdown that cut it short.
+   */
+  abandon(error: ErrorData): void {
+    const tasks = [...this.queue, ...this.slots.flatMap((slot) => slot.abandon())];
+    this.queue = [];
+    this.queuedChars = 0;
+    if (tasks.length === 0) return;
+    this.settled(undefined, tasks.map((task): [Task, Outcome] => [task, { status: 'failed', error, worker: undefined }]));
   }
 
   /** Kills every worker at once. */

@@ -196,10 +196,15 @@ export class Primary {
     if (!drained) {
       this.logger.warn('primary', `shutdown deadline passed with ${this.dispatcher.outstanding} task(s) unfinished`);
     }
+    await this.dispatcher.stop(Math.max(STOP_AFTER_DEADLINE_MS, deadline - performance.now()));
+    // What the workers did not finish in time still gets its one reply.
+    this.dispatcher.abandon({
+      code: ErrorCode.SHUTTING_DOWN,
+      message: 'the server shut down before the task finished (one that had started may still be stored)',
+    });
     for (const connection of this.connections) {
       connection.refuse(SHUTTING_DOWN);
     }
-    await this.dispatcher.stop(Math.max(STOP_AFTER_DEADLINE_MS, deadline - performance.now()));
     const linger = setTimeout(() => {
       for (const connection of this.connections) connection.destroy();
     }, SOCKET_LINGER_MS);

@@ -316,6 +316,23 @@ export class WorkerSlot {
     return this.stopping;
   }
 
+  /**
+   * Lets go of every task the slot still holds (the cluster has stopped) and returns them, to be
+   * answered by the caller; an outcome that comes for one later is ignored.
+   */
+  abandon(): Task[] {
+    const held = [...this.inflight.values(), ...this.redeliveries, ...this.suspects];
+    this.inflight.clear();
+    this.inflightChars = 0;
+    this.running.clear();
+    this.overdue.clear();
+    this.outbox = [];
+    this.redeliveries = [];
+    this.suspects = [];
+    this.isolated = undefined;
+    return held;
+  }
+
   /** Kills the worker at once (a forced shutdown). */
   kill(): void {
     this.child?.kill('SIGKILL');

@@ -150,6 +150,26 @@ describe('cluster (real primary, workers, sockets and SQLite files)', function (
     await until(() => pids.every((pid) => !isAlive(pid)), 2_000, 'workers to be gone');
   });
 
+  it('answers every accepted task at a shutdown that cuts it short, queued ones included', async function () {
+    this.timeout(20_000);
+    const handlers = path.join(__dirname, '..', 'fixtures', 'hostile-kinds.js');
+    const cluster = await startCluster({
+      args: ['--quiet', '--handlers', handlers, '--shutdown-timeout-ms', '1000', '--max-inflight-per-worker', '2'],
+    });
+    const client = await rawClient(cluster.port);
+    // Two a worker run for 3 s; the rest wait in the queue; one never ends.
+    const ids = Array.from({ length: 12 }, (_, i) => `s${i}`);
+    for (const id of ids) client.send({ type: 'submit', id, kind: 'sleep', payload: { ms: 3_000 } });
+    client.send({ type: 'submit', id: 'hang', kind: 'busy', payload: { ms: 15_000 } });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await cluster.kill('SIGTERM')).to.deep.equal({ code: 0, signal: null });
+    for (const id of [...ids, 'hang']) {
+      const replies = client.messages.filter((message) => 'id' in message && message.id === id);
+      expect(replies, id).to.have.length(1);
+      expect(replies[0]?.type === 'failed' && replies[0].error.code, id).to.equal('SHUTTING_DOWN');
+    }
+  });
+
   it('goes on serving when whoever read its log goes away (EPIPE)', async function () {
     this.timeout(20_000);
     const cluster = await startCluster();
