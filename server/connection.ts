@@ -36,6 +36,8 @@ export const MAX_PENDING_CHARS_PER_CONNECTION = 1024 * 1024;
  * stopped at this, whatever it asks (`results` and `stats` as well as tasks).
  */
 export const MAX_OWED_REPLY_CHARS = 1024 * 1024;
+/** With a token set, a connection must say hello with it within this (or the idle timeout). */
+export const AUTH_TIMEOUT_MS = 10_000;
 
 /** What a connection needs from the rest of the primary. */
 export interface ConnectionContext {
@@ -144,6 +146,7 @@ export class Connection implements TaskOwner {
   /** performance.now() of the last complete line: idleness counts from there, not from any byte. */
   private lastLineAt = performance.now();
   private idleTimer: NodeJS.Timeout | undefined;
+  private authTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly socket: Socket,
@@ -165,6 +168,20 @@ export class Connection implements TaskOwner {
     socket.on('error', () => undefined); // 'close' follows; a reset peer is not the server's error.
     socket.on('close', () => this.onClose());
     this.armIdleTimer(context.idleTimeoutMs);
+    if (!this.authenticated) {
+      // Connections that never say hello would hold the server's connection slots for the whole
+      // idle timeout, keeping clients with the token out.
+      const limit = Math.min(AUTH_TIMEOUT_MS, context.idleTimeoutMs === 0 ? AUTH_TIMEOUT_MS : context.idleTimeoutMs);
+      this.authTimer = setTimeout(() => {
+        if (!this.authenticated && !this.closed && !this.refused) this.unauthorized(`no hello with the token within ${limit} ms`);
+      }, limit);
+      this.authTimer.unref();
+    }
+  }
+
+  /** Whether the connection has shown the token (or needs none). */
+  get isAuthenticated(): boolean {
+    return this.authenticated;
   }
 
   /** Pauses or resumes reading because of the primary's queue (also for a new connection). */
@@ -447,6 +464,7 @@ export class Connection implements TaskOwner {
         return;
       }
       this.authenticated = true;
+      if (this.authTimer !== undefined) clearTimeout(this.authTimer);
       this.context.authSucceeded(this.socket.remoteAddress ?? 'unknown');
     }
     const schemas = this.context.schemas();
@@ -642,6 +660,7 @@ export class Connection implements TaskOwner {
     this.ended = true;
     this.clearPlainTimer();
     if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
+    if (this.authTimer !== undefined) clearTimeout(this.authTimer);
     this.backlog = [];
     this.backlogHead = 0;
     // Tasks still running finish and are stored; their replies have nowhere to go.

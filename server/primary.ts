@@ -215,6 +215,24 @@ export class Primary {
     this.logger.info('primary', 'stopped; every database closed');
   }
 
+  /**
+   * At the connection limit with a token set, the oldest connection that has not yet said hello
+   * with it makes room for the new one: connections that never authenticate cannot keep clients
+   * with the token out (each is also closed after AUTH_TIMEOUT_MS). Those that have said hello are
+   * never evicted.
+   */
+  private evictOneWaitingForHello(): void {
+    if (this.config.token === undefined) return;
+    for (const connection of this.connections) {
+      if (connection.isAuthenticated) continue;
+      this.connections.delete(connection);
+      connection.refuse({ code: ErrorCode.UNAUTHORIZED, message: 'no hello with the token yet, and the server is full; closing' });
+      // No longer counted: it goes once the refusal is out, or soon in any case.
+      setTimeout(() => connection.destroy(), SOCKET_LINGER_MS).unref();
+      return;
+    }
+  }
+
   private onConnection(socket: net.Socket): void {
     if (this.early !== undefined) {
       // The workers are starting: the client waits, unread, until they are ready.
@@ -223,13 +241,12 @@ export class Primary {
       this.early.push(socket);
       return;
     }
-    if (!this.accepting || this.connections.size >= this.config.maxConnections) {
-      const refusal = this.accepting
-        ? {
-            code: ErrorCode.TOO_MANY_CONNECTIONS,
-            message: `the server is at its limit of ${this.config.maxConnections} connections`,
-          }
-        : SHUTTING_DOWN;
+    const { maxConnections } = this.config;
+    if (this.accepting && this.connections.size >= maxConnections) this.evictOneWaitingForHello();
+    if (!this.accepting || this.connections.size >= maxConnections) {
+      const refusal = !this.accepting
+        ? SHUTTING_DOWN
+        : { code: ErrorCode.TOO_MANY_CONNECTIONS, message: `the server is at its limit of ${maxConnections} connections` };
       socket.on('error', () => undefined);
       socket.end(`${JSON.stringify({ type: 'error', ...refusal })}\n`);
       // Half-open sockets are allowed, so a peer that never closes its side would keep this one

@@ -104,6 +104,30 @@ describe('start-up: one cluster per data dir, and failures that name their cause
     expect(onCommandLine.output).to.include('--token on the command line shows in `ps` to every user of this machine');
   });
 
+  it('makes room for a client with the token at the connection limit, and closes those that never say hello', async function () {
+    this.timeout(20_000);
+    const dir = await testDir();
+    const file = path.join(dir, 'token');
+    await writeFile(file, 'the-right-token\n');
+    const cluster = await startCluster({ args: ['--quiet', '--token-file', file, '--max-connections', '4', '--idle-timeout-ms', '1500'] });
+    const silent = [];
+    for (let i = 0; i < 4; i += 1) silent.push(await rawClient(cluster.port));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // The server is full of connections that say nothing; one with the token still gets in.
+    const good = await rawClient(cluster.port);
+    good.send({ type: 'hello', token: 'the-right-token' });
+    expect(await good.next((message) => message.type === 'hello')).to.include({ server: 'ronda' });
+    good.send({ type: 'submit', id: 'g', payload: 'x' });
+    expect(await good.reply('g')).to.include({ type: 'done' });
+    // The oldest silent one made room; the others are closed after the idle timeout (or 10 s).
+    for (const client of silent) await client.waitClosed(8_000);
+    for (const client of silent) {
+      const error = client.messages.find((message) => message.type === 'error');
+      expect(['UNAUTHORIZED', 'IDLE_TIMEOUT']).to.include(error?.type === 'error' ? error.code : undefined);
+    }
+    expect(good.isOpen).to.equal(true);
+  });
+
   it('slows down a loop of wrong tokens and logs it', async function () {
     this.timeout(20_000);
     const cluster = await startCluster({ args: ['--token', 'right-token-1'] });
