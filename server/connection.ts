@@ -36,6 +36,8 @@ export const MAX_PENDING_CHARS_PER_CONNECTION = 1024 * 1024;
  * stopped at this, whatever it asks (`results` and `stats` as well as tasks).
  */
 export const MAX_OWED_REPLY_CHARS = 1024 * 1024;
+/** A payload on a line this long that is not a string is kept as its JSON text (see accept). */
+const PAYLOAD_AS_TEXT_CHARS = 16 * 1024;
 /** With a token set, a connection must say hello with it within this (or the idle timeout). */
 export const AUTH_TIMEOUT_MS = 10_000;
 
@@ -523,12 +525,15 @@ export class Connection implements TaskOwner {
   private accept(clientId: string | undefined, kind: string, payload: unknown, timeoutMs: number, chars: number): Task {
     this.pending += 1;
     this.pendingChars += chars;
+    // 1 MiB of `[{},{},...]` is 25 MB of objects: held as its text, it is 1 MiB.
+    const asText = chars >= PAYLOAD_AS_TEXT_CHARS && typeof payload === 'object' && payload !== null;
     return {
       chars,
       taskId: this.context.nextTaskId(),
       clientId,
       kind,
-      payload,
+      payload: asText ? undefined : payload,
+      payloadJson: asText ? JSON.stringify(payload) : undefined,
       timeoutMs,
       owner: this,
       acceptedAt: performance.now(),

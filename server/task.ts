@@ -25,7 +25,10 @@ export interface Task {
   /** The id the client chose, if any; replies carry it. */
   readonly clientId: string | undefined;
   readonly kind: string;
+  /** The payload; undefined when it is kept as `payloadJson`. */
   readonly payload: unknown;
+  /** A large payload that is not a string, as its JSON text (see TaskSpecSchema). */
+  readonly payloadJson: string | undefined;
   /** Length of the line it came in: what it costs to hold, for the byte budgets. */
   readonly chars: number;
   readonly timeoutMs: number;
@@ -57,7 +60,10 @@ export function taskIdGenerator(): () => string {
 }
 
 export function toSpec(task: Task): TaskSpec {
-  const spec: TaskSpec = { taskId: task.taskId, kind: task.kind, payload: task.payload };
+  const spec: TaskSpec =
+    task.payloadJson === undefined
+      ? { taskId: task.taskId, kind: task.kind, payload: task.payload }
+      : { taskId: task.taskId, kind: task.kind, payloadJson: task.payloadJson };
   if (task.clientId !== undefined) spec.clientId = task.clientId;
   if (task.redelivered) spec.redelivered = true;
   if (task.failWith !== undefined) spec.failWith = task.failWith;

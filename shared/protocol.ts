@@ -161,7 +161,12 @@ export const TaskSpecSchema = z.strictObject({
   taskId: TaskIdSchema,
   clientId: TaskIdSchema.optional(),
   kind: KindSchema,
-  payload: z.unknown(),
+  /**
+   * The payload as a value, or (`payloadJson`) as its JSON text: the primary keeps a large object
+   * payload as text, which takes a fraction of the memory its parsed objects do.
+   */
+  payload: z.unknown().optional(),
+  payloadJson: z.string().optional(),
   /** Set when an earlier worker in this slot may have stored a result for the task already. */
   redelivered: z.literal(true).optional(),
   /** Store this failure instead of running the task (unless a result is stored already). */

@@ -177,7 +177,7 @@ export class TaskRunner {
       this.fail(spec, { code: ErrorCode.UNKNOWN_KIND, message: `unknown task kind "${spec.kind}"` });
       return;
     }
-    const parsed = kind.schema.safeParse(spec.payload);
+    const parsed = kind.schema.safeParse(payloadOf(spec));
     if (!parsed.success) {
       this.fail(spec, { code: ErrorCode.BAD_PAYLOAD, message: describeIssues(parsed.error.issues, 'payload') });
       return;
@@ -254,7 +254,7 @@ export class TaskRunner {
       clientId: spec.clientId,
       kind: spec.kind,
       // The payload came in as JSON: it always has a text.
-      task: encodeValue(spec.payload) ?? { text: 'null', json: 1 },
+      task: spec.payloadJson !== undefined ? { text: spec.payloadJson, json: 1 } : (encodeValue(spec.payload) ?? { text: 'null', json: 1 }),
       result,
       status,
       outcome,
@@ -290,6 +290,16 @@ export class TaskRunner {
       this.idleWaiters = [];
       for (const resolve of waiters) resolve();
     }
+  }
+}
+
+/** A task's payload, parsed here when the primary sent it as JSON text. */
+function payloadOf(spec: TaskSpec): unknown {
+  if (spec.payloadJson === undefined) return spec.payload;
+  try {
+    return JSON.parse(spec.payloadJson);
+  } catch {
+    return undefined; // the schema then says what is wrong
   }
 }
 

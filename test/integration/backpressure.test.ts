@@ -97,6 +97,32 @@ describe('backpressure on every request: memory bounded per connection', functio
     expect(await other.reply('other', 10_000)).to.include({ type: 'done' });
   });
 
+  it('holds a queued task of 1 MiB of small objects as its text, not as 25 MB of objects', async function () {
+    this.timeout(60_000);
+    const cluster = await startCluster({
+      args: ['--quiet', '--workers', '1', '--max-inflight-per-worker', '1', '--shutdown-timeout-ms', '500'],
+    });
+    const client = await rawClient(cluster.port);
+    // The only worker is busy: every task below waits in the primary's queue.
+    client.send({ type: 'submit', id: 'busy', kind: 'sleep', payload: { ms: 30_000 } });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const baseline = memoryMb(cluster.pid, 'VmRSS');
+    const objects = `[${Array(330_000).fill('{}').join(',')}]`;
+    const line = `{"type":"submit","kind":"hash","payload":${objects}}\n`;
+    for (let i = 0; i < 40; i += 1) sockets.push(await nonReader(cluster.port, line));
+    await until(async () => (await client.stats()).queued === 40, 20_000, '40 tasks queued');
+    let held = memoryMb(cluster.pid, 'VmRSS');
+    const since = Date.now();
+    // What the parses left is garbage; a server at work (here: stats requests) collects it.
+    while (Date.now() - since < 20_000 && (held - baseline) / 40 >= 4) {
+      for (let i = 0; i < 20; i += 1) await client.stats();
+      held = memoryMb(cluster.pid, 'VmRSS');
+    }
+    const each = ((held - baseline) / 40).toFixed(1);
+    console.log(`      40 queued tasks of 1 MiB of {}: baseline ${baseline.toFixed(0)} MB, held ${held.toFixed(0)} MB (${each} MB each) after ${Date.now() - since} ms`);
+    expect((held - baseline) / 40).to.be.below(4);
+  });
+
   it('closes a connection that trickles bytes without ever ending a line, after --idle-timeout-ms', async function () {
     const cluster = await startCluster({ args: ['--quiet', '--idle-timeout-ms', '1000'] });
     const slow = await rawClient(cluster.port);

@@ -97,6 +97,7 @@ describe('WorkerSlot (a fake child process)', function () {
     clientId: undefined,
     kind: 'text',
     payload: taskId,
+    payloadJson: undefined,
     chars: 10,
     timeoutMs,
     owner: { label: '#1', settle: () => undefined },
