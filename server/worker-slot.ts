@@ -442,7 +442,7 @@ export class WorkerSlot {
     this.heard();
     const parsed = FromWorkerSchema.safeParse(raw);
     if (!parsed.success) {
-      this.options.logger.error(this.slot, `malformed message from worker: ${describeIssues(parsed.error.issues)}`);
+      this.onCorrupt(child, `it sent a message that is not one (${describeIssues(parsed.error.issues)})`);
       return;
     }
     const message = parsed.data;
@@ -511,12 +511,13 @@ export class WorkerSlot {
   private onOutcomes(raws: readonly unknown[]): void {
     const settled: [Task, Outcome][] = [];
     const rerun: Task[] = [];
+    let malformed: string | undefined;
     for (const raw of raws) {
-      // One by one: a malformed outcome costs its own task only (it then times out or is
-      // redelivered with its worker), never the rest of the batch.
+      // One by one: a malformed outcome costs the rest of the batch nothing. Its worker is
+      // replaced below, and its task redelivered (answered from its row if it was stored).
       const parsed = TaskOutcomeSchema.safeParse(raw);
       if (!parsed.success) {
-        this.options.logger.error(this.slot, `malformed outcome from worker: ${describeIssues(parsed.error.issues)}`);
+        malformed ??= describeIssues(parsed.error.issues);
         continue;
       }
       const outcome = parsed.data;
@@ -560,6 +561,7 @@ export class WorkerSlot {
     }
     if (settled.length > 0) this.options.events.settled(this, settled);
     if (rerun.length > 0) this.options.events.returned(this, rerun);
+    if (malformed !== undefined && this.child !== undefined) this.onCorrupt(this.child, `it sent an outcome that is not one (${malformed})`);
     this.pump();
   }
 
@@ -643,7 +645,7 @@ export class WorkerSlot {
       toldWhy: this.fatalReason !== undefined && !this.corrupt,
     };
     logger.warn(this.slot, `worker pid ${child.pid} died (${how}) holding ${this.inflight.size} task(s)`);
-    const returned = this.reclaimAll(blamesTasks(death));
+    const returned = this.reclaimAll(blamesTasks(death), death.toldWhy);
     const youngDeaths = youngDeathsAfter(this.youngDeaths, death);
     if (death.toldWhy || youngDeaths > 1) this.problem = `worker pid ${child.pid} died (${how})`;
     this.scheduleRespawn(youngDeaths);
@@ -691,7 +693,7 @@ export class WorkerSlot {
    * returns those that never reached it: they may run on any slot, except a redelivered one,
    * which may be stored in this slot's file already, and only that file can tell.
    */
-  private reclaimAll(blame: boolean): Task[] {
+  private reclaimAll(blame: boolean, stoppedUnstoring = false): Task[] {
     const unsent = new Set(this.outbox);
     this.outbox = [];
     const held = [...this.inflight.values()].filter((task) => !unsent.has(task));
@@ -703,6 +705,9 @@ export class WorkerSlot {
     for (const task of held) {
       task.redelivered = true;
       if (blame) task.deaths += 1;
+      // A worker that stopped because it could not store (it said why) held this task too: a
+      // handler that breaks the worker's JSON makes every commit fail, and must not loop forever.
+      else if (stoppedUnstoring) task.storeFailures += 1;
       this.place(task, this.timedOut.has(task.taskId));
     }
     this.timedOut.clear();
@@ -717,6 +722,12 @@ export class WorkerSlot {
   private place(task: Task, timedOut: boolean): void {
     task.startedAt = undefined;
     task.ordinal = -1;
+    if (task.storeFailures >= this.options.maxAttempts && task.failWith === undefined) {
+      task.failWith = {
+        code: ErrorCode.INTERNAL,
+        message: `its result could not be stored: ${task.storeFailures} workers holding it stopped, unable to store; not trying again`,
+      };
+    }
     const decision = reclaim({ deaths: task.deaths, timedOut }, this.options.maxAttempts);
     switch (decision) {
       case 'timeout':

@@ -164,4 +164,24 @@ describe('worker faults: fork failures and orphans', function () {
     client.send({ type: 'submit', id: 'after', payload: 'x' });
     expect(await client.reply('after')).to.include({ type: 'done' });
   });
+
+  it('ends the loop of a handler that breaks its worker\'s JSON: every task answered, restarts bounded', async function () {
+    this.timeout(40_000);
+    const cluster = await startCluster({ args: ['--quiet', '--handlers', HOSTILE_KINDS, '--max-attempts', '2'] });
+    const client = await rawClient(cluster.port);
+    const submits = [
+      { type: 'submit', id: 'polluter', kind: 'pollute-array-tojson', payload: null },
+      ...Array.from({ length: 30 }, (_, i) => ({ type: 'submit', id: `t${i}`, payload: `t${i}` })),
+    ];
+    client.send(submits.map((submit) => JSON.stringify(submit)).join('\n') + '\n');
+    const replies = await Promise.all(submits.map((submit) => client.reply(submit.id, 30_000)));
+    const polluter = replies[0];
+    expect(polluter?.type, JSON.stringify(polluter)).to.equal('failed');
+    for (const [index, reply] of replies.entries()) {
+      expect(client.messages.filter((message) => 'id' in message && message.id === submits[index]?.id), submits[index]?.id).to.have.length(1);
+      if (index > 0 && reply.type !== 'done') expect(['INTERNAL', 'WORKER_LOST']).to.include(reply.type === 'failed' ? reply.error.code : reply.type);
+    }
+    const restarts = (await client.stats()).workers.reduce((sum, worker) => sum + worker.restarts, 0);
+    expect(restarts).to.be.below(12);
+  });
 });

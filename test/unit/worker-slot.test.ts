@@ -262,7 +262,7 @@ describe('WorkerSlot (a fake child process)', function () {
     await slot.stop();
   });
 
-  it('settles the good outcomes of a batch with a malformed one in it', async function () {
+  it('settles the good outcomes of a batch with a malformed one in it, and replaces the worker', async function () {
     const slot = await readySlot();
     for (const id of ['a', 'b', 'c']) slot.assign(task(id, 60_000));
     await wait(5);
@@ -279,8 +279,13 @@ describe('WorkerSlot (a fake child process)', function () {
       ['a', 'done'],
       ['c', 'done'],
     ]);
-    expect(log).to.match(/malformed outcome from worker: result is required/);
-    expect(slot.heldCount, 'b waits for its own time limit or its worker').to.equal(1);
+    expect(log).to.match(/worker pid 1000: it sent an outcome that is not one \(result is required\); killing it/);
+    // Its worker is replaced; b is redelivered to the next one (answered from its row if stored).
+    expect(children[0]?.signals).to.deep.equal(['SIGKILL']);
+    expect(slot.availability()).to.equal('down');
+    children[0]?.die();
+    await wait(5);
+    expect(slot.heldCount).to.equal(1);
     await slot.stop();
   });
 
