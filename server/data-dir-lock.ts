@@ -1,5 +1,7 @@
+import { statSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { sameFile, storageError, type FileIdentity } from '../shared/results-db';
 import { close, exec, openDatabase, type Database } from '../shared/sqlite';
 
 /** The lock file in a data directory, and the text file beside it that names its holder. */
@@ -30,10 +32,27 @@ export class DataDirLockedError extends Error {
  * lock-file library's heuristics (stale after N seconds, pid checks) are needed.
  */
 export class DataDirLock {
-  private constructor(private readonly db: Database) {}
+  private constructor(
+    private readonly db: Database,
+    private readonly identity: FileIdentity,
+  ) {}
+
+  /**
+   * Whether the lock file is still the one this lock holds. A lock on a file that was deleted (or
+   * replaced) keeps nobody out: a second cluster would make and lock a new one.
+   */
+  get intact(): boolean {
+    return sameFile(this.identity);
+  }
 
   static async acquire(dataDir: string): Promise<DataDirLock> {
-    const db = await openDatabase(path.join(dataDir, LOCK_FILE), 'readwrite');
+    const file = path.join(dataDir, LOCK_FILE);
+    let db: Database;
+    try {
+      db = await openDatabase(file, 'readwrite');
+    } catch (error) {
+      throw storageError(file, 'cannot open the lock file', error);
+    }
     try {
       db.configure('busyTimeout', 0);
       await exec(
@@ -48,11 +67,12 @@ export class DataDirLock {
     } catch (error) {
       await close(db).catch(() => undefined);
       if (/SQLITE_BUSY|SQLITE_LOCKED/.test(String(error))) throw new DataDirLockedError(dataDir, await ownerOf(dataDir));
-      throw error;
+      throw storageError(file, 'cannot lock', error);
     }
     // Only for the message a second cluster prints: the lock itself cannot be read while held.
     await writeFile(path.join(dataDir, OWNER_FILE), `${process.pid}\n`).catch(() => undefined);
-    return new DataDirLock(db);
+    const { dev, ino } = statSync(file);
+    return new DataDirLock(db, { file, dev, ino });
   }
 
   /** Lets go of the directory (also done by the kernel when the process ends). */

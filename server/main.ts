@@ -76,8 +76,9 @@ async function main(): Promise<void> {
       },
     );
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  // A closed terminal (SIGHUP) and Ctrl-\ (SIGQUIT) would otherwise end the primary at once,
+  // every accepted task with it.
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const) process.on(signal, onSignal);
 
   try {
     await primary.start();

@@ -13,6 +13,8 @@ import { DataDirLock } from './data-dir-lock';
 import { Dispatcher } from './dispatcher';
 import { taskIdGenerator } from './task';
 
+/** How often the data dir's lock file is checked to be still in place. */
+const LOCK_CHECK_MS = 1_000;
 /** After the drain, how long clients get to read their last replies before sockets are cut. */
 const SOCKET_LINGER_MS = 500;
 /** After the shutdown deadline, how long workers get to close their files before they are killed. */
@@ -38,6 +40,7 @@ export class Primary {
   private accepting = true;
   private closing: Promise<void> | undefined;
   private lock: DataDirLock | undefined;
+  private lockCheck: NodeJS.Timeout | undefined;
   private readonly context: ConnectionContext;
   private connectionSerial = 0;
   private readonly queries = new Limiter(CONCURRENT_RESULTS_QUERIES);
@@ -121,8 +124,18 @@ export class Primary {
    */
   async start(): Promise<AddressInfo> {
     const { host, port, dataDir, workers } = this.config;
-    await mkdir(dataDir, { recursive: true });
+    try {
+      await mkdir(dataDir, { recursive: true });
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      throw new Error(
+        code === 'EEXIST' || code === 'ENOTDIR'
+          ? `--data-dir ${dataDir} is not a folder`
+          : `cannot make the data folder ${dataDir}: ${error instanceof Error ? error.message : String(error)}`,
+      );
+    }
     this.lock = await DataDirLock.acquire(dataDir);
+    this.lockCheck = setInterval(() => void this.checkLock(), LOCK_CHECK_MS).unref();
     await new Promise<void>((resolve, reject) => {
       const onError = (error: NodeJS.ErrnoException): void =>
         reject(
@@ -172,6 +185,24 @@ export class Primary {
     this.server.close();
   }
 
+  /**
+   * The lock file deleted (or replaced) under a running cluster keeps no second one out: take it
+   * again; if another cluster has taken it meanwhile, stop, rather than share its files.
+   */
+  private async checkLock(): Promise<void> {
+    const lock = this.lock;
+    if (lock === undefined || lock.intact || this.closing !== undefined) return;
+    this.logger.error('primary', `the lock file in ${this.config.dataDir} was deleted or replaced; taking it again`);
+    await lock.release().catch(() => undefined);
+    try {
+      this.lock = await DataDirLock.acquire(this.config.dataDir);
+    } catch (error) {
+      this.lock = undefined;
+      this.logger.error('primary', `${error instanceof Error ? error.message : String(error)}; stopping this cluster`);
+      process.kill(process.pid, 'SIGTERM');
+    }
+  }
+
   private readResults(query: ResultsQuery): Promise<ResultRow[]> {
     return readResults(this.config.dataDir, query);
   }
@@ -210,6 +241,7 @@ export class Primary {
     }, SOCKET_LINGER_MS);
     await serverClosed;
     clearTimeout(linger);
+    if (this.lockCheck !== undefined) clearInterval(this.lockCheck);
     await this.lock?.release().catch(() => undefined);
     this.logger.flush();
     this.logger.info('primary', 'stopped; every database closed');

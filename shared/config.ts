@@ -2,7 +2,7 @@
  * The primary's configuration: one zod schema over command-line options and `RONDA_*` environment
  * variables (the command line wins). A bad value is reported by option name and rule.
  */
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { ArgsError, camelCase, envName, kebabCase, parseArgs, withEnvironment, type MergedOptions, type OptionSpec } from './args';
@@ -96,8 +96,8 @@ export const ServerConfigSchema = z
     message: 'must be at least --task-timeout-ms',
   })
   .refine((config) => config.taskTimeoutMs >= config.minTaskTimeoutMs, {
-    path: ['taskTimeoutMs'],
-    message: 'must be at least --min-task-timeout-ms',
+    path: ['minTaskTimeoutMs'],
+    message: `must be at most --task-timeout-ms (${SERVER_DEFAULTS.taskTimeoutMs} when not given)`,
   })
   .refine((config) => config.token === undefined || config.tokenFile === undefined, {
     path: ['tokenFile'],
@@ -186,11 +186,22 @@ function parsedToken(argv: readonly string[]): boolean {
   return argv.some((word) => word === '--token' || word.startsWith('--token='));
 }
 
+/** Bytes read of a --token-file: a token is at most 1,024 characters. */
+const MAX_TOKEN_FILE_BYTES = 4096;
+
 /** The token in the first line of `file`, checked like --token. */
 function readTokenFile(file: string): { ok: true; token: string } | { ok: false; message: string } {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    // Its first line is all that counts: a few KB at most are read (a named pipe or /dev/zero
+    // could give without end).
+    const descriptor = openSync(file, 'r');
+    try {
+      const buffer = Buffer.alloc(MAX_TOKEN_FILE_BYTES);
+      text = buffer.toString('utf8', 0, readSync(descriptor, buffer, 0, buffer.length, null));
+    } finally {
+      closeSync(descriptor);
+    }
   } catch (error) {
     const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : String((error as Error).message);
     return { ok: false, message: `--token-file ${file}: cannot read it (${reason})` };

@@ -31,6 +31,21 @@ export function paintSlot(chalk: ChalkInstance, slot: number, text: string): str
   return chalk[color](text);
 }
 
+// C0 and C1 control characters, DEL, and the Unicode line and paragraph separators.
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+
+/**
+ * Text from clients or handlers (ids, error messages) as it may go in one log line: a newline or
+ * a terminal escape in a client's id must not forge a line or drive the terminal; each becomes
+ * `\x0a`, `\x1b`, ...
+ */
+export function printable(text: string): string {
+  return text.replace(UNPRINTABLE, (char) => {
+    const code = char.charCodeAt(0);
+    return code > 0xff ? `\\u${code.toString(16).padStart(4, '0')}` : `\\x${code.toString(16).padStart(2, '0')}`;
+  });
+}
+
 export class Logger {
   readonly chalk: ChalkInstance;
   private readonly quiet: boolean;
@@ -51,15 +66,15 @@ export class Logger {
   }
 
   info(source: Source, message: string): void {
-    this.write(source, message);
+    this.write(source, printable(message));
   }
 
   warn(source: Source, message: string): void {
-    this.write(source, this.chalk.yellow(message));
+    this.write(source, this.chalk.yellow(printable(message)));
   }
 
   error(source: Source, message: string): void {
-    this.write(source, this.chalk.red(message));
+    this.write(source, this.chalk.red(printable(message)));
   }
 
   /**
@@ -75,7 +90,7 @@ export class Logger {
     }
     if (this.linesInWindow < TASK_LOG_LINES_PER_S) {
       this.linesInWindow += 1;
-      this.write(source, typeof message === 'string' ? message : message());
+      this.write(source, printable(typeof message === 'string' ? message : message()));
       return true;
     }
     this.suppressed += 1;

@@ -120,8 +120,9 @@ describe('cluster (real primary, workers, sockets and SQLite files)', function (
     expect(cluster.output).to.equal('ronda: --workers must be a number, not a string\nrun "npm start -- --help" for the options\n');
   });
 
-  it('exits 0 on SIGTERM and SIGINT, leaving no worker behind', async function () {
-    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  it('exits 0 on SIGTERM, SIGINT, SIGHUP (a closed terminal) and SIGQUIT, leaving no worker behind', async function () {
+    this.timeout(30_000);
+    for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT'] as const) {
       const cluster = await startCluster({ args: ['--quiet'] });
       const client = await cluster.connect();
       await client.submit('text', 'one');
@@ -184,5 +185,16 @@ describe('cluster (real primary, workers, sockets and SQLite files)', function (
     client.send({ type: 'submit', id: 'after', payload: 'x' });
     expect(await client.reply('after')).to.include({ type: 'done' });
     expect(isAlive(cluster.pid)).to.equal(true);
+  });
+
+  it('writes a client\'s id into the log as one line, its newlines and terminal escapes made visible', async function () {
+    const cluster = await startCluster();
+    const client = await rawClient(cluster.port);
+    const id = 'x\n09:00:00.000Z [primary ] FAKE: stopped\u001b[2J';
+    client.send({ type: 'submit', id, payload: 'x' });
+    expect(await client.reply(id)).to.include({ type: 'done' });
+    await cluster.waitFor(/done #\d+\/x\\x0a09:00:00\.000Z \[primary \] FAKE: stopped\\x1b\[2J \(text\)/);
+    expect(cluster.output).to.not.match(/^09:00:00\.000Z \[primary \] FAKE/m);
+    expect(cluster.output).to.not.include('\u001b');
   });
 });

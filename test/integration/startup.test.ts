@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, unlink, writeFile } from 'node:fs/promises';
 import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { isAlive, processesMentioning, startCluster, stopClusters, testDir, until } from '../helpers/cluster';
@@ -33,6 +33,29 @@ describe('start-up: one cluster per data dir, and failures that name their cause
     const client = await rawClient(first.port);
     client.send({ type: 'submit', id: 'still', payload: 'x' });
     expect(await client.reply('still')).to.include({ type: 'done' });
+  });
+
+  it('takes its lock again when the lock file is deleted under it, so a second cluster is still refused', async function () {
+    this.timeout(20_000);
+    const first = await startCluster({ args: ['--quiet'] });
+    await unlink(path.join(first.dataDir, 'ronda.lock'));
+    await first.waitFor(/the lock file in .* was deleted or replaced; taking it again/, 5_000);
+    const second = await startCluster({ args: ['--quiet'], dataDir: first.dataDir, wait: false });
+    expect((await second.waitForExit()).code).to.equal(1);
+    expect(second.output).to.include(`is in use by another Ronda cluster (its primary is pid ${first.pid})`);
+  });
+
+  it('names a data dir that is a file, and a lock file that is not one', async function () {
+    const dir = await testDir();
+    const file = path.join(dir, 'a-file');
+    await writeFile(file, 'x');
+    const onFile = await startCluster({ args: ['--quiet'], dataDir: file, wait: false });
+    expect((await onFile.waitForExit()).code).to.equal(1);
+    expect(onFile.output).to.include(`--data-dir ${file} is not a folder`);
+    await writeFile(path.join(dir, 'ronda.lock'), Buffer.alloc(4096, 0x41));
+    const badLock = await startCluster({ args: ['--quiet'], dataDir: dir, wait: false });
+    expect((await badLock.waitForExit()).code).to.equal(1);
+    expect(badLock.output).to.match(/cannot lock .*ronda\.lock: SQLITE_NOTADB/);
   });
 
   it('takes over the data dir of a primary that was SIGKILLed', async function () {
@@ -126,6 +149,12 @@ describe('start-up: one cluster per data dir, and failures that name their cause
       expect(['UNAUTHORIZED', 'IDLE_TIMEOUT']).to.include(error?.type === 'error' ? error.code : undefined);
     }
     expect(good.isOpen).to.equal(true);
+  });
+
+  it('reads only the first few KB of a --token-file, whatever it is', async function () {
+    const cluster = await startCluster({ args: ['--quiet', '--token-file', '/dev/zero'], wait: false });
+    expect((await cluster.waitForExit()).code).to.equal(2);
+    expect(cluster.output).to.include('--token-file /dev/zero: its first line must be a token of 8 to 1024 characters');
   });
 
   it('slows down a loop of wrong tokens and logs it', async function () {
