@@ -487,9 +487,10 @@ export class Connection implements TaskOwner {
     }
     const timeoutMs = message.timeoutMs ?? this.context.defaultTimeoutMs;
     const { minTimeoutMs, maxTimeoutMs } = this.context;
-    if (timeoutMs > maxTimeoutMs || timeoutMs < minTimeoutMs) {
-      const rule =
-        timeoutMs > maxTimeoutMs
+    if (!Number.isInteger(timeoutMs) || timeoutMs > maxTimeoutMs || timeoutMs < minTimeoutMs) {
+      const rule = !Number.isInteger(timeoutMs)
+        ? `a whole number of ms from ${minTimeoutMs} to ${maxTimeoutMs}`
+        : timeoutMs > maxTimeoutMs
           ? `at most ${maxTimeoutMs} (the server's --max-task-timeout-ms)`
           : `at least ${minTimeoutMs} (the server's --min-task-timeout-ms)`;
       this.send({

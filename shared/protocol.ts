@@ -54,7 +54,8 @@ export const SubmitSchema = z.strictObject({
   id: TaskIdSchema.optional(),
   kind: KindSchema.default('text'),
   payload: PayloadSchema,
-  timeoutMs: z.number().int().min(1).optional(),
+  /** Checked against the server's own bounds where it arrives, which then names them. */
+  timeoutMs: z.number().optional(),
 });
 
 export const ResultsQuerySchema = z.strictObject({

@@ -238,15 +238,21 @@ class ResultsFile {
   private constructor(
     private readonly db: Database,
     filter: ResultsFilter,
+    private readonly file: string,
   ) {
     this.where = filter.id === undefined ? 'WHERE 1' : 'WHERE (task_id = ? OR client_id = ?)';
     this.params = filter.id === undefined ? [] : [filter.id, filter.id];
   }
 
   static async open(file: string, filter: ResultsFilter): Promise<ResultsFile> {
-    const db = await openDatabase(file, 'readonly');
+    let db: Database;
+    try {
+      db = await openDatabase(file, 'readonly');
+    } catch (error) {
+      throw storageError(file, 'cannot read', error);
+    }
     db.configure('busyTimeout', 2000);
-    return new ResultsFile(db, filter);
+    return new ResultsFile(db, filter, file);
   }
 
   /** The newest `limit` rows' ids, times and text sizes: octet_length reads no text. */
@@ -256,7 +262,10 @@ class ResultsFile {
       `SELECT id, timestamp, octet_length(task) + ifnull(octet_length(result), 0) AS bytes
        FROM results ${this.where} ORDER BY id DESC LIMIT ?`,
       [...this.params, limit],
-    );
+    ).catch((error: unknown) => {
+      // A file that is not a worker's: say which.
+      throw storageError(this.file, 'cannot read', error);
+    });
     return rows.map((row) => ({ from: this, ...row }));
   }
 

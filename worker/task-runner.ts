@@ -229,8 +229,13 @@ export class TaskRunner {
       return;
     }
     if (result === undefined) {
-      const what = typeof value === 'function' ? 'a function' : typeof value === 'symbol' ? 'a Symbol' : typeof value;
-      this.fail(spec, { code: ErrorCode.HANDLER_FAILED, message: `the result is not JSON: the handler returned ${what}` });
+      const what =
+        typeof value === 'function'
+          ? 'the handler returned a function'
+          : typeof value === 'symbol'
+            ? 'the handler returned a Symbol'
+            : 'the handler returned an object whose toJSON gives nothing JSON can hold';
+      this.fail(spec, { code: ErrorCode.HANDLER_FAILED, message: `the result is not JSON: ${what}` });
       return;
     }
     if (result.text.length > MAX_RESULT_CHARS) {

@@ -73,7 +73,10 @@ describe('error codes: each is reachable, and the server serves a good task afte
         [{ type: 'submit', id: 'm1', payload: 'x', color: 'red' }, /unknown field "color"/],
         [{ type: 'launch', id: 'm2' }, /type/],
         [{ type: 'submit', id: 'm4', payload: deep }, /must not nest deeper than 32 levels/],
-        [{ type: 'submit', id: 'm5', payload: 'x', timeoutMs: 10_000_000 }, /timeoutMs must be at most/],
+        [{ type: 'submit', id: 'm5', payload: 'x', timeoutMs: 10_000_000 }, /timeoutMs must be at most 600000 \(the server's --max-task-timeout-ms\)/],
+        [{ type: 'submit', id: 'm6b', payload: 'x', timeoutMs: 0 }, /timeoutMs must be at least 100 \(the server's --min-task-timeout-ms\)/],
+        [{ type: 'submit', id: 'm7', payload: 'x', timeoutMs: 1e308 }, /timeoutMs must be at most 600000/],
+        [{ type: 'submit', id: 'm8', payload: 'x', timeoutMs: 1500.5 }, /timeoutMs must be a whole number of ms from 100 to 600000/],
         [{ type: 'submit', id: 'm6', kind: 'Bad Kind!', payload: 'x' }, /kind/],
       ];
       for (const [message, text] of cases) client.send(message);

@@ -58,7 +58,7 @@ describe('protocol schemas', function () {
         [{ type: 'submit', id: '', payload: 'x' }, /^id must be at least 1 character long$/],
         [{ type: 'submit', id: 7, payload: 'x' }, /^id must be a string, not a number$/],
         [{ type: 'submit', kind: 'Text!', payload: 'x' }, /^kind must be lowercase/],
-        [{ type: 'submit', payload: 'x', timeoutMs: 0 }, /^timeoutMs must be at least 1$/],
+        [{ type: 'submit', payload: 'x', timeoutMs: 'soon' }, /^timeoutMs must be a number, not a string$/],
         [{ type: 'submit', payload: nested(MAX_PAYLOAD_DEPTH + 1) }, /^payload must not nest deeper than 32 levels$/],
         [{ type: 'results', limit: 0 }, /^limit must be at least 1$/],
         [{ type: 'results', limit: 1001 }, /^limit must be at most 1000$/],
