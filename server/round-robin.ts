@@ -7,8 +7,9 @@ import type { DispatchMode } from '../shared/config';
  * - `round-robin` (the default): task n of the acceptance order goes to the next member of the
  *   ring. A full member is waited for, so the order holds under load, not only one task at a time;
  *   a down member is passed over until it is back, without disturbing the order of the others.
- * - `least-loaded`: the open member holding the fewest tasks, ties in ring order. For uneven work,
- *   where one long task would hold up the tasks queued behind it on its worker.
+ * - `least-loaded`: the open member holding the fewest tasks, ties in ring order; one busy with a
+ *   long synchronous task (its queue cannot move) only when all are. For uneven work, where one
+ *   long task would hold up the tasks queued behind it on its worker.
  */
 export type Availability = 'open' | 'full' | 'down';
 
@@ -16,6 +17,8 @@ export interface RingMember {
   availability(): Availability;
   /** Tasks it holds now; only least-loaded reads it. */
   readonly inflightCount: number;
+  /** Its worker is busy with a synchronous task that has run a while; only least-loaded reads it. */
+  readonly blocked: boolean;
 }
 
 export class RoundRobin<Member extends RingMember> {
@@ -53,7 +56,11 @@ export class RoundRobin<Member extends RingMember> {
       const index = (this.cursor + step) % count;
       const member = this.members[index] as Member;
       if (member.availability() !== 'open') continue;
-      if (best === undefined || member.inflightCount < best.inflightCount) {
+      if (
+        best === undefined ||
+        (best.blocked && !member.blocked) ||
+        (best.blocked === member.blocked && member.inflightCount < best.inflightCount)
+      ) {
         best = member;
         bestIndex = index;
       }

@@ -100,6 +100,8 @@ export class WorkerSlot {
   private readonly running = new Set<Task>();
   /** Running tasks a sweep found past their limit: killed for it if the next sweep does too. */
   private readonly overdue = new Set<Task>();
+  /** The synchronous task the watchdog last reported running, until it leaves the worker. */
+  private blockedBy: Task | undefined;
   private outbox: Task[] = [];
   private flushScheduled = false;
   /** Tasks to hand the next worker first, together. */
@@ -147,6 +149,14 @@ export class WorkerSlot {
 
   get inflightCount(): number {
     return this.inflight.size;
+  }
+
+  /**
+   * The worker is busy with a synchronous task its watchdog reported as running a while: what it
+   * holds besides waits behind it.
+   */
+  get blocked(): boolean {
+    return this.blockedBy !== undefined;
   }
 
   /** Tasks this slot holds or owes a reply for: in flight and waiting for a replacement. */
@@ -417,7 +427,7 @@ export class WorkerSlot {
           report = undefined;
         }
         const parsed = WatchdogReportSchema.safeParse(report);
-        if (parsed.success) this.onRunning([parsed.data]);
+        if (parsed.success) this.onRunning([parsed.data], true);
         else this.onCorrupt(child, 'its watchdog channel carried something that is not a report');
       }
     });
@@ -494,7 +504,8 @@ export class WorkerSlot {
     this.options.events.changed(this);
   }
 
-  private onRunning(tasks: readonly RunningTask[]): void {
+  /** @param synchronous from the watchdog: the worker's thread is busy with this task. */
+  private onRunning(tasks: readonly RunningTask[], synchronous = false): void {
     const now = performance.now();
     // Tasks are kept by id; an index by ordinal is made for a report only (one per slice that
     // started asynchronous tasks, one per long synchronous task), never on the per-task path.
@@ -502,7 +513,9 @@ export class WorkerSlot {
     for (const task of this.inflight.values()) byOrdinal.set(task.ordinal, task);
     for (const { ordinal, runningMs } of tasks) {
       const task = byOrdinal.get(ordinal);
-      if (task === undefined || task.startedAt !== undefined) continue;
+      if (task === undefined) continue;
+      if (synchronous) this.blockedBy = task;
+      if (task.startedAt !== undefined) continue;
       task.startedAt = now - runningMs;
       this.running.add(task);
     }
@@ -571,6 +584,7 @@ export class WorkerSlot {
     this.inflightChars -= task.chars;
     this.running.delete(task);
     this.overdue.delete(task);
+    if (task === this.blockedBy) this.blockedBy = undefined;
     this.timedOut.delete(task.taskId);
     if (task === this.isolated) this.isolated = undefined;
   }
@@ -701,6 +715,7 @@ export class WorkerSlot {
     this.inflightChars = 0;
     this.running.clear();
     this.overdue.clear();
+    this.blockedBy = undefined;
     this.isolated = undefined;
     for (const task of held) {
       task.redelivered = true;

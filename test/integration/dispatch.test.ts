@@ -73,4 +73,20 @@ describe('dispatch: which worker each task goes to', function () {
     // The first short task of worker 1 waited for the long one: that is what least-loaded avoids.
     expect(onWorker1[0]?.ms).to.be.above(500);
   });
+
+  it('--dispatch least-loaded sends a burst around a worker its watchdog says is busy', async function () {
+    this.timeout(30_000);
+    const cluster = await startCluster({ args: ['--quiet', '--handlers', HOSTILE_KINDS, '--dispatch', 'least-loaded'] });
+    const client = await rawClient(cluster.port);
+    client.send({ type: 'submit', id: 'long', kind: 'busy', payload: { ms: 2_000 } });
+    // Long enough for the watchdog to have said that the long task is running.
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    let lines = '';
+    for (let i = 0; i < 300; i += 1) lines += `${JSON.stringify({ type: 'submit', id: `s${i}`, payload: `s${i}` })}\n`;
+    client.send(lines);
+    const replies = await Promise.all(Array.from({ length: 300 }, (_, i) => client.reply(`s${i}`, 10_000)));
+    const onBusy = replies.filter((reply) => reply.type === 'done' && reply.worker === 1);
+    expect(onBusy.length, 'short tasks sent behind the long one').to.equal(0);
+    expect(await client.reply('long', 5_000)).to.deep.include({ type: 'done', worker: 1 });
+  });
 });

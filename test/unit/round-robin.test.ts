@@ -4,6 +4,7 @@ import { RoundRobin, type Availability } from '../../server/round-robin';
 /** A stand-in for a worker slot: up or down, with room for `capacity` tasks. */
 class FakeWorker {
   taken: number[] = [];
+  blocked = false;
   constructor(
     readonly slot: number,
     public up = true,
@@ -89,6 +90,15 @@ describe('RoundRobin: least-loaded', function () {
     (ring[2] as FakeWorker).finish();
     (ring[0] as FakeWorker).finish();
     expect(dispatch(roundRobin, 2)).to.deep.equal([3, 1]);
+  });
+
+  it('sends nothing to a worker busy with a long synchronous task while another is open', function () {
+    const ring = workers(Infinity, Infinity, Infinity);
+    const roundRobin = new RoundRobin(ring, 'least-loaded');
+    (ring[0] as FakeWorker).blocked = true;
+    expect(dispatch(roundRobin, 6)).to.deep.equal([2, 3, 2, 3, 2, 3]);
+    for (const worker of ring) worker.blocked = true;
+    expect(dispatch(roundRobin, 2), 'all blocked: the least loaded').to.deep.equal([1, 1]);
   });
 
   it('passes over full and down workers instead of waiting', function () {
