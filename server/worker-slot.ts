@@ -294,7 +294,12 @@ export class WorkerSlot {
       restarts: this.restarts,
       uptimeMs: this.state === 'ready' ? Math.round(performance.now() - this.readyAt) : 0,
     };
+    const suspects = this.suspects.length + (this.isolated === undefined ? 0 : 1);
     if (this.problem !== undefined) stats.problem = this.problem;
+    else if (suspects > 0) {
+      // Ready, yet taking no new task: say why.
+      stats.problem = `running ${suspects} task(s) that a dying worker held, one at a time, to find any that kills it`;
+    }
     return stats;
   }
 
