@@ -251,7 +251,7 @@ export const MAX_FROM_WORKER_LINE_CHARS = 128 * 1024 * 1024;
 /** Characters of payloads (primary to worker) or results (worker to primary) in one message. */
 export const MAX_MESSAGE_CHARS = 8 * 1024 * 1024;
 
-// ---- primary <-> standby worker (IPC) ---------------------------------------------------------
+// ---- primary <-> standby worker (its channel) -----------------------------------------------------
 
 /** A standby worker (forked ahead of need) has loaded its modules and listens for `activate`. */
 export const StandbyReadySchema = z.strictObject({ type: z.literal('standby'), pid: z.number().int() });
