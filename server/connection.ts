@@ -54,6 +54,8 @@ export interface ConnectionContext {
   schemas(): Readonly<Record<string, unknown>>;
   /** False once the server is shutting down. */
   accepting(): boolean;
+  /** The primary's queue is full: no connection hands it a task until it has room again. */
+  queueFull(): boolean;
   nextTaskId(): string;
   submit(task: Task): void;
   results(query: ResultsQuery): Promise<ResultRow[]>;
@@ -142,7 +144,6 @@ export class Connection implements TaskOwner {
   private writeBlocked = false;
   /** performance.now() since which the socket's writes have been blocked (the client reads nothing). */
   private blockedSince: number | undefined;
-  private globalPause = false;
   private out = '';
   private plainTimer: NodeJS.Timeout | undefined;
   /** performance.now() of the last complete line: idleness counts from there, not from any byte. */
@@ -187,8 +188,12 @@ export class Connection implements TaskOwner {
   }
 
   /** Pauses or resumes reading because of the primary's queue (also for a new connection). */
-  setGlobalPause(paused: boolean): void {
-    this.globalPause = paused;
+  /**
+   * The primary's queue filled or has room again: handle what now may be. The state is read live
+   * (queueFull), never copied, so a connection that refills the queue while others are told it
+   * has room stops them too.
+   */
+  queueChanged(): void {
     this.work();
   }
 
@@ -312,7 +317,11 @@ export class Connection implements TaskOwner {
   }
 
   private hasRoomForTask(chars: number): boolean {
-    if (this.globalPause) return false;
+    return !this.context.queueFull() && this.ownRoomForTask(chars);
+  }
+
+  /** Room in this connection's own budgets, whatever the primary's queue holds. */
+  private ownRoomForTask(chars: number): boolean {
     if (this.pending === 0) return true;
     return this.pending < MAX_PENDING_PER_CONNECTION && this.pendingChars + chars <= MAX_PENDING_CHARS_PER_CONNECTION;
   }
@@ -649,11 +658,14 @@ export class Connection implements TaskOwner {
   }
 
   private updateFlow(): void {
+    // A full queue stops only the connections whose next line is a task (it waits in the
+    // backlog, which stops the reading): the others are read on, so a stats, hello or results
+    // line is answered, and a task line is seen (and not taken for idleness) while it waits.
     const read =
       !this.ended &&
       !this.writeBlocked &&
       this.backlogHead === this.backlog.length &&
-      this.hasRoomForTask(0) &&
+      this.ownRoomForTask(0) &&
       this.owedChars() < MAX_OWED_REPLY_CHARS;
     if (read === this.reading) return;
     this.reading = read;

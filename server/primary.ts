@@ -78,7 +78,7 @@ export class Primary {
             ? `queue full (${this.dispatcher.queued} queued): reading from clients paused`
             : `queue has room (${this.dispatcher.queued} queued): reading from clients again`,
         );
-        for (const connection of this.connections) connection.setGlobalPause(saturated);
+        for (const connection of this.connections) connection.queueChanged();
       },
     });
     const nextTaskId = taskIdGenerator();
@@ -93,6 +93,7 @@ export class Primary {
       kinds: () => this.dispatcher.kinds,
       schemas: () => this.dispatcher.schemas,
       accepting: () => this.accepting,
+      queueFull: () => this.dispatcher.saturated,
       nextTaskId,
       submit: (task) => this.dispatcher.submit(task),
       results: (query) => this.queries.run(() => this.readResults(query)),
@@ -290,7 +291,6 @@ export class Primary {
     this.connectionSerial += 1;
     const connection = new Connection(socket, this.context, this.connectionSerial);
     this.connections.add(connection);
-    if (this.dispatcher.saturated) connection.setGlobalPause(true);
     connection.logged = this.logger.task('primary', () => `client ${connection.label} ${connection.address} connected`);
   }
 }
