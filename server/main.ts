@@ -63,30 +63,46 @@ async function main(): Promise<void> {
   const onSignal = (signal: NodeJS.Signals): void => {
     signals += 1;
     if (signals > 1) {
-      logger.warn('primary', `${signal} again: forcing shutdown`);
-      primary.forceClose();
-      process.exit(1);
+      if (signals > 2) return; // already forcing
+      logger.warn('primary', `${signal} again: forcing shutdown; every task not finished is answered SHUTTING_DOWN`);
+      void primary.forceClose().finally(() => process.exit(1));
+      return;
     }
     logger.info('primary', `${signal}: shutting down (again to force)`);
     primary.close().then(
-      () => process.exit(0),
+      // A forced shutdown ends with 1 whichever path gets here first.
+      () => process.exit(signals > 1 ? 1 : 0),
       (error: unknown) => {
         logger.error('primary', `shutdown failed: ${String(error)}`);
         process.exit(1);
       },
     );
   };
-  // A closed terminal (SIGHUP) and Ctrl-\ (SIGQUIT) would otherwise end the primary at once,
-  // every accepted task with it.
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const) process.on(signal, onSignal);
+  // Every other signal whose default is to end the process would end the primary at once, every
+  // accepted task with it: a closed terminal (SIGHUP), Ctrl-\ (SIGQUIT), a tool's SIGUSR2 (nodemon),
+  // a resource limit (SIGXCPU, SIGXFSZ), a UPS (SIGPWR), a stray timer signal. Each stops it in
+  // order instead. (SIGUSR1 is Node's: it opens the inspector on 127.0.0.1:9229.)
+  for (const signal of SHUTDOWN_SIGNALS) process.on(signal, onSignal);
 
   try {
     await primary.start();
   } catch (error) {
     logger.error('primary', `could not start: ${error instanceof Error ? error.message : String(error)}`);
-    primary.forceClose();
-    process.exit(1);
+    void primary.forceClose().finally(() => process.exit(1));
   }
 }
+
+const SHUTDOWN_SIGNALS: readonly NodeJS.Signals[] = [
+  'SIGINT',
+  'SIGTERM',
+  'SIGHUP',
+  'SIGQUIT',
+  'SIGUSR2',
+  'SIGALRM',
+  'SIGVTALRM',
+  'SIGXCPU',
+  'SIGXFSZ',
+  ...(process.platform === 'linux' ? (['SIGPWR'] as const) : []),
+];
 
 void main();

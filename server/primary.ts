@@ -178,12 +178,25 @@ export class Primary {
     return this.closing;
   }
 
-  /** Kills the workers and drops every connection at once. */
-  forceClose(): void {
+  /**
+   * Kills the workers at once. Every accepted task still gets its one reply (`SHUTTING_DOWN`),
+   * which clients have SOCKET_LINGER_MS to read; then every connection is dropped.
+   */
+  async forceClose(): Promise<void> {
+    this.accepting = false;
     this.dispatcher.kill();
-    for (const connection of this.connections) connection.destroy();
     for (const socket of this.early ?? []) socket.destroy();
     this.server.close();
+    this.dispatcher.abandon({
+      code: ErrorCode.SHUTTING_DOWN,
+      message: 'the server was stopped at once, by a second signal (one that had started may still be stored)',
+    });
+    for (const connection of this.connections) connection.refuse(SHUTTING_DOWN);
+    const deadline = performance.now() + SOCKET_LINGER_MS;
+    while (this.connections.size > 0 && performance.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    for (const connection of this.connections) connection.destroy();
   }
 
   /**

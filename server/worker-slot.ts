@@ -348,8 +348,9 @@ export class WorkerSlot {
     return held;
   }
 
-  /** Kills the worker at once (a forced shutdown). */
+  /** Kills the worker at once (a forced shutdown); none replaces it. */
   kill(): void {
+    this.state = 'stopping';
     this.child?.kill('SIGKILL');
   }
 

@@ -120,16 +120,17 @@ describe('cluster (real primary, workers, sockets and SQLite files)', function (
     expect(cluster.output).to.equal('ronda: --workers must be a number, not a string\nrun "npm start -- --help" for the options\n');
   });
 
-  it('exits 0 on SIGTERM, SIGINT, SIGHUP (a closed terminal) and SIGQUIT, leaving no worker behind', async function () {
-    this.timeout(30_000);
-    for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT'] as const) {
+  it('exits 0 on SIGTERM, SIGINT, SIGHUP (a closed terminal), SIGQUIT and every other signal that would end it, leaving no worker behind', async function () {
+    this.timeout(40_000);
+    const signals = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR2', 'SIGALRM', 'SIGVTALRM', 'SIGXCPU', 'SIGXFSZ', 'SIGPWR'] as const;
+    for (const signal of signals) {
       const cluster = await startCluster({ args: ['--quiet'] });
       const client = await cluster.connect();
       await client.submit('text', 'one');
       const pids = (await client.stats()).workers.map((worker) => worker.pid as number);
       expect(pids.every(isAlive)).to.equal(true);
       const exit = await cluster.kill(signal);
-      expect(exit).to.deep.equal({ code: 0, signal: null });
+      expect(exit, signal).to.deep.equal({ code: 0, signal: null });
       await until(() => pids.every((pid) => !isAlive(pid)), 2_000, 'workers to be gone');
     }
   });
@@ -169,6 +170,26 @@ describe('cluster (real primary, workers, sockets and SQLite files)', function (
       expect(replies, id).to.have.length(1);
       expect(replies[0]?.type === 'failed' && replies[0].error.code, id).to.equal('SHUTTING_DOWN');
     }
+  });
+
+  it('answers every accepted task when a second signal forces the shutdown', async function () {
+    this.timeout(20_000);
+    const cluster = await startCluster({ args: ['--quiet'] });
+    const client = await rawClient(cluster.port);
+    const ids = Array.from({ length: 60 }, (_, i) => `s${i}`);
+    for (const id of ids) client.send({ type: 'submit', id, kind: 'sleep', payload: { ms: 2_000 } });
+    await until(async () => (await client.stats()).workers.every((worker) => worker.inflight > 0), 5_000, 'every worker busy');
+    const pids = (await client.stats()).workers.map((worker) => worker.pid as number);
+    process.kill(cluster.pid, 'SIGTERM');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(await cluster.kill('SIGINT')).to.deep.equal({ code: 1, signal: null });
+    await client.waitClosed(2_000);
+    for (const id of ids) {
+      const replies = client.messages.filter((message) => 'id' in message && message.id === id);
+      expect(replies, id).to.have.length(1);
+      expect(replies[0]?.type === 'failed' && replies[0].error.code, id).to.equal('SHUTTING_DOWN');
+    }
+    await until(() => pids.every((pid) => !isAlive(pid)), 2_000, 'workers to be gone');
   });
 
   it('goes on serving when whoever read its log goes away (EPIPE)', async function () {
