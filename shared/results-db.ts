@@ -174,8 +174,18 @@ export const MAX_RESULTS_REPLY_BYTES = 4 * 1024 * 1024;
 export interface ResultsFilter {
   limit: number;
   worker?: number | undefined;
-  /** A task id or a client's id. */
+  /**
+   * A task id or a client's id. A task id names one row, while any client may give its tasks any
+   * id, so a row whose task id matches is the answer when there is one: a client cannot make a
+   * lookup by task id find its own rows instead.
+   */
   id?: string | undefined;
+}
+
+/** Which rows of a file a query reads. */
+interface Where {
+  sql: string;
+  params: string[];
 }
 
 /**
@@ -188,10 +198,18 @@ export async function readResults(dataDir: string, filter: ResultsFilter): Promi
   const files = await workerDatabaseFiles(dataDir, filter.worker);
   const opened: ResultsFile[] = [];
   try {
-    for (const file of files) opened.push(await ResultsFile.open(file, filter));
-    const candidates = (await Promise.all(opened.map((each) => each.sizes(filter.limit))))
-      .flat()
-      .sort((a, b) => (a.timestamp === b.timestamp ? 0 : a.timestamp < b.timestamp ? 1 : -1));
+    for (const file of files) opened.push(await ResultsFile.open(file));
+    const newest = async (where: Where): Promise<Candidate[]> =>
+      (await Promise.all(opened.map((each) => each.sizes(where, filter.limit))))
+        .flat()
+        .sort((a, b) => (a.timestamp === b.timestamp ? 0 : a.timestamp < b.timestamp ? 1 : -1));
+    let where: Where = { sql: 'WHERE 1', params: [] };
+    if (filter.id !== undefined) where = { sql: 'WHERE task_id = ?', params: [filter.id] };
+    let candidates = await newest(where);
+    if (filter.id !== undefined && candidates.length === 0) {
+      where = { sql: 'WHERE client_id = ?', params: [filter.id] };
+      candidates = await newest(where);
+    }
     const chosen = new Map<ResultsFile, number>();
     let bytes = 0;
     for (const [index, candidate] of candidates.entries()) {
@@ -199,7 +217,7 @@ export async function readResults(dataDir: string, filter: ResultsFilter): Promi
       bytes += candidate.bytes;
       chosen.set(candidate.from, Math.min(chosen.get(candidate.from) ?? Infinity, candidate.id));
     }
-    const rows = await Promise.all([...chosen].map(([file, oldestId]) => file.rowsFrom(oldestId)));
+    const rows = await Promise.all([...chosen].map(([file, oldestId]) => file.rowsFrom(where, oldestId)));
     return rows
       .flat()
       .sort((a, b) => (a.timestamp === b.timestamp ? 0 : a.timestamp < b.timestamp ? 1 : -1))
@@ -230,21 +248,14 @@ interface Candidate {
   bytes: number;
 }
 
-/** One worker file opened read-only for a `results` query, with the query's filter. */
+/** One worker file opened read-only for a `results` query. */
 class ResultsFile {
-  private readonly where: string;
-  private readonly params: string[];
-
   private constructor(
     private readonly db: Database,
-    filter: ResultsFilter,
     private readonly file: string,
-  ) {
-    this.where = filter.id === undefined ? 'WHERE 1' : 'WHERE (task_id = ? OR client_id = ?)';
-    this.params = filter.id === undefined ? [] : [filter.id, filter.id];
-  }
+  ) {}
 
-  static async open(file: string, filter: ResultsFilter): Promise<ResultsFile> {
+  static async open(file: string): Promise<ResultsFile> {
     let db: Database;
     try {
       db = await openDatabase(file, 'readonly');
@@ -252,16 +263,16 @@ class ResultsFile {
       throw storageError(file, 'cannot read', error);
     }
     db.configure('busyTimeout', 2000);
-    return new ResultsFile(db, filter, file);
+    return new ResultsFile(db, file);
   }
 
   /** The newest `limit` rows' ids, times and text sizes: octet_length reads no text. */
-  async sizes(limit: number): Promise<Candidate[]> {
+  async sizes(where: Where, limit: number): Promise<Candidate[]> {
     const rows = await all<{ id: number; timestamp: string; bytes: number }>(
       this.db,
       `SELECT id, timestamp, octet_length(task) + ifnull(octet_length(result), 0) AS bytes
-       FROM results ${this.where} ORDER BY id DESC LIMIT ?`,
-      [...this.params, limit],
+       FROM results ${where.sql} ORDER BY id DESC LIMIT ?`,
+      [...where.params, limit],
     ).catch((error: unknown) => {
       // A file that is not a worker's: say which.
       throw storageError(this.file, 'cannot read', error);
@@ -269,11 +280,11 @@ class ResultsFile {
     return rows.map((row) => ({ from: this, ...row }));
   }
 
-  async rowsFrom(oldestId: number): Promise<ResultRow[]> {
+  async rowsFrom(where: Where, oldestId: number): Promise<ResultRow[]> {
     const rows = await all<Omit<StoredRow, 'id'>>(
       this.db,
-      `SELECT ${RESULT_COLUMNS.join(', ')} FROM results ${this.where} AND id >= ? ORDER BY id DESC`,
-      [...this.params, oldestId],
+      `SELECT ${RESULT_COLUMNS.join(', ')} FROM results ${where.sql} AND id >= ? ORDER BY id DESC`,
+      [...where.params, oldestId],
     );
     return rows.map((row) => ({
       task_id: row.task_id,

@@ -5,7 +5,7 @@
  */
 import net from 'node:net';
 import { LineSplitter } from '../../shared/framing';
-import { MAX_LINE_BYTES, ServerMessageSchema, type ServerMessage, type StatsReply } from '../../shared/protocol';
+import { MAX_LINE_BYTES, ServerMessageSchema, type ResultRow, type ServerMessage, type StatsReply } from '../../shared/protocol';
 
 export class RawClient {
   /** Every reply received, in order. */
@@ -92,6 +92,15 @@ export class RawClient {
     const from = this.messages.length;
     this.send({ type: 'stats' });
     return this.next((message): message is StatsReply => message.type === 'stats', 5_000, from);
+  }
+
+  /** Asks for stored results and resolves with their rows; one query at a time. */
+  async results(query: { id?: string; limit?: number; worker?: number }): Promise<ResultRow[]> {
+    const from = this.messages.length;
+    this.send({ type: 'results', ...query });
+    const reply = await this.next((message) => message.type === 'results' || message.type === 'error', 5_000, from);
+    if (reply.type !== 'results') throw new Error(`results: ${JSON.stringify(reply)}`);
+    return reply.rows;
   }
 
   /** The reply for task `id` (done, failed, or an error that names it). */

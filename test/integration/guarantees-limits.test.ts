@@ -237,6 +237,26 @@ describe('guarantees: bounded work in flight, hostile input, exposure', function
     expect(await other.reply('next')).to.include({ type: 'done' });
   });
 
+  it('finds a task by its task id even when another client gave that id to its own task', async function () {
+    const cluster = await startCluster({ args: ['--quiet'] });
+    const victim = await rawClient(cluster.port);
+    victim.send({ type: 'submit', kind: 'hash', payload: 'mine' });
+    const mine = await victim.next((message) => message.type === 'done');
+    const taskId = mine.type === 'done' ? mine.taskId : '';
+    // Another client names its task after the victim's task id; its row is the newer one.
+    const other = await rawClient(cluster.port);
+    other.send({ type: 'submit', id: taskId, kind: 'text', payload: 'EVIL' });
+    expect(await other.reply(taskId)).to.include({ type: 'done' });
+    const found = await victim.results({ id: taskId, limit: 5 });
+    expect(found.map((row) => row.task_id)).to.deep.equal([taskId]);
+    expect(found[0]?.result).to.equal(mine.type === 'done' ? mine.result : undefined);
+    // An id that is no task's still finds the rows clients gave it.
+    expect(await other.results({ id: 'nobody', limit: 5 })).to.deep.equal([]);
+    other.send({ type: 'submit', id: 'named', kind: 'text', payload: 'named' });
+    await other.reply('named');
+    expect((await other.results({ id: 'named', limit: 5 })).map((row) => row.client_id)).to.deep.equal(['named']);
+  });
+
   it('closes a half-open connection once its tasks are answered', async function () {
     const cluster = await startCluster({ args: ['--quiet'] });
     const client = await rawClient(cluster.port);
