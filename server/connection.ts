@@ -187,7 +187,6 @@ export class Connection implements TaskOwner {
     return this.authenticated;
   }
 
-  /** Pauses or resumes reading because of the primary's queue (also for a new connection). */
   /**
    * The primary's queue filled or has room again: handle what now may be. The state is read live
    * (queueFull), never copied, so a connection that refills the queue while others are told it
