@@ -1,6 +1,7 @@
 /**
  * A client's connection to a Ronda server, with no presentation: framing, request/reply matching
- * by id, and close handling. The CLI, the benchmark and the tests all use this alone.
+ * by id (protocol 2: every request carries one, and its reply or error echoes it), and close
+ * handling. The library (client/index.ts), the CLI, the benchmark and the tests all use this alone.
  */
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
@@ -8,6 +9,7 @@ import { describeIssues, ErrorCode, RondaError, type ErrorData } from '../shared
 import { LineSplitter } from '../shared/framing';
 import {
   MAX_LINE_BYTES,
+  PROTOCOL_VERSION,
   ResultsQuerySchema,
   ServerMessageSchema,
   type DoneReply,
@@ -65,7 +67,14 @@ const CLOSING_CODES: ReadonlySet<string> = new Set([
   ErrorCode.LINE_TOO_LONG,
 ]);
 
-type Waiter<T> = { resolve: (value: T) => void; reject: (error: Error) => void };
+type Waiter = { resolve: (reply: ServerMessage) => void; reject: (error: Error) => void };
+
+export interface ResultsOptions {
+  limit?: number;
+  worker?: number;
+  /** The task with this task id, or else the tasks a client gave this id. */
+  taskId?: string;
+}
 
 /**
  * Events: `error` (a protocol error the server sent that no request is waiting for, as a
@@ -73,12 +82,12 @@ type Waiter<T> = { resolve: (value: T) => void; reject: (error: Error) => void }
  */
 export class RondaConnection extends EventEmitter {
   private readonly splitter = new LineSplitter(MAX_REPLY_BYTES);
-  private readonly submits = new Map<string, Waiter<TaskReply>>();
-  private readonly statsWaiters: Waiter<StatsReply>[] = [];
-  private readonly resultsWaiters: Waiter<ResultRow[]>[] = [];
-  private helloWaiter: Waiter<HelloReply> | undefined;
-  /** Results queries are sent one at a time: their replies carry no id to match them by. */
-  private resultsChain: Promise<unknown> = Promise.resolve();
+  /** Every request in flight, by its id: submits, queries and hellos alike. */
+  private readonly waiters = new Map<string, Waiter>();
+  /** Submits among them. */
+  private submitsInFlight = 0;
+  /** The id of a hello in flight: an UNAUTHORIZED refusal carries none. */
+  private helloId: string | undefined;
   private nextId = 0;
   private serverHello: HelloReply | undefined;
   private closedError: Error | undefined;
@@ -111,11 +120,14 @@ export class RondaConnection extends EventEmitter {
         clearTimeout(timer);
         socket.removeAllListeners('error');
         const connection = new RondaConnection(socket);
+        // Always said, so that the connection speaks protocol 2; waited for only when it matters.
+        const hello = connection.hello(options.token);
         if (options.token === undefined && options.hello !== true) {
+          hello.catch(() => undefined); // a failure closes the connection, which says why
           resolve(connection);
           return;
         }
-        connection.hello(options.token).then(
+        hello.then(
           () => resolve(connection),
           (error: unknown) => {
             socket.destroy();
@@ -167,22 +179,28 @@ export class RondaConnection extends EventEmitter {
 
   /** Pending submits. */
   get inflight(): number {
-    return this.submits.size;
+    return this.submitsInFlight;
   }
 
   /** Says hello (with the token, if any); resolves with the server's hello: its kinds. */
-  hello(token: string | undefined): Promise<HelloReply> {
-    return new Promise((resolve, reject) => {
-      this.helloWaiter = { resolve, reject };
-      this.write(token === undefined ? { type: 'hello' } : { type: 'hello', token });
-    });
+  async hello(token: string | undefined): Promise<HelloReply> {
+    const id = this.freeId('h');
+    this.helloId = id;
+    try {
+      const reply = await this.request(id, { type: 'hello', id, protocol: PROTOCOL_VERSION, ...(token === undefined ? {} : { token }) });
+      if (reply.type !== 'hello') throw unexpected('hello', reply);
+      this.serverHello = reply;
+      return reply;
+    } finally {
+      if (this.helloId === id) this.helloId = undefined;
+    }
   }
 
   /** Submits a task; resolves with its `done` or `failed` reply. */
   submit(kind: string, payload: unknown, options: SubmitOptions = {}): Promise<TaskReply> {
-    const id = options.id ?? `c${(this.nextId++).toString(36)}`;
+    const id = options.id ?? this.freeId('c');
     return new Promise((resolve, reject) => {
-      if (this.submits.has(id)) {
+      if (this.waiters.has(id)) {
         reject(new RondaError(ErrorCode.DUPLICATE_ID, `id "${id}" is already in flight`));
         return;
       }
@@ -197,34 +215,38 @@ export class RondaConnection extends EventEmitter {
         reject(new RondaError(ErrorCode.LINE_TOO_LONG, `the task's message is ${bytes} bytes, over the server's limit of ${limit} per line; it was not sent`));
         return;
       }
-      this.submits.set(id, { resolve, reject });
+      this.submitsInFlight += 1;
+      this.waiters.set(id, {
+        resolve: (reply) => {
+          this.submitsInFlight -= 1;
+          if (reply.type === 'done' || reply.type === 'failed') resolve(reply);
+          else reject(unexpected('done or failed', reply));
+        },
+        reject: (error) => {
+          this.submitsInFlight -= 1;
+          reject(error);
+        },
+      });
       this.writeLine(line);
     });
   }
 
-  stats(): Promise<StatsReply> {
-    return new Promise((resolve, reject) => {
-      this.statsWaiters.push({ resolve, reject });
-      this.write({ type: 'stats' });
-    });
+  async stats(): Promise<StatsReply> {
+    const id = this.freeId('s');
+    const reply = await this.request(id, { type: 'stats', id });
+    if (reply.type !== 'stats') throw unexpected('stats', reply);
+    return reply;
   }
 
-  results(query: { limit?: number; worker?: number; id?: string } = {}): Promise<ResultRow[]> {
-    // Checked here: the server answers a bad query with an error that carries no way to match it
-    // to this request, which would leave it, and every query queued behind it, waiting forever.
-    const checked = ResultsQuerySchema.safeParse({ type: 'results', ...query });
-    if (!checked.success) {
-      return Promise.reject(new RondaError(ErrorCode.BAD_MESSAGE, describeIssues(checked.error.issues)));
-    }
-    const next = this.resultsChain.then(
-      () =>
-        new Promise<ResultRow[]>((resolve, reject) => {
-          this.resultsWaiters.push({ resolve, reject });
-          this.write({ type: 'results', ...query });
-        }),
-    );
-    this.resultsChain = next.catch(() => undefined);
-    return next;
+  async results(query: ResultsOptions = {}): Promise<ResultRow[]> {
+    const id = this.freeId('r');
+    const message = { type: 'results', id, ...query };
+    // Checked here too, so that a mistake is named before anything is sent.
+    const checked = ResultsQuerySchema.safeParse(message);
+    if (!checked.success) throw new RondaError(ErrorCode.BAD_MESSAGE, describeIssues(checked.error.issues));
+    const reply = await this.request(id, message);
+    if (reply.type !== 'results') throw unexpected('results', reply);
+    return reply.rows;
   }
 
   /** Ends the connection; resolves once it is closed. */
@@ -242,8 +264,20 @@ export class RondaConnection extends EventEmitter {
     this.socket.destroy();
   }
 
-  private write(message: object): void {
-    this.writeLine(JSON.stringify(message));
+  /** Sends a request and resolves with the reply that echoes its id. */
+  private request(id: string, message: object): Promise<ServerMessage> {
+    return new Promise((resolve, reject) => {
+      this.waiters.set(id, { resolve, reject });
+      this.writeLine(JSON.stringify(message));
+    });
+  }
+
+  /** An id of this connection's own that no request in flight has. */
+  private freeId(prefix: string): string {
+    for (;;) {
+      const id = `${prefix}${(this.nextId++).toString(36)}`;
+      if (!this.waiters.has(id)) return id;
+    }
   }
 
   private writeLine(line: string): void {
@@ -283,57 +317,36 @@ export class RondaConnection extends EventEmitter {
   }
 
   private onMessage(message: ServerMessage): void {
-    switch (message.type) {
-      case 'done':
-      case 'failed': {
-        const waiter = this.submits.get(message.id);
-        this.submits.delete(message.id);
-        waiter?.resolve(message);
-        return;
-      }
-      case 'stats':
-        this.statsWaiters.shift()?.resolve(message);
-        return;
-      case 'results':
-        this.resultsWaiters.shift()?.resolve(message.rows);
-        return;
-      case 'hello':
-        this.serverHello = message;
-        this.helloWaiter?.resolve(message);
-        this.helloWaiter = undefined;
-        return;
-      case 'error':
-        this.onError(message);
-        return;
-      default: {
-        const unreachable: never = message;
-        throw new Error(`unhandled reply ${JSON.stringify(unreachable)}`);
-      }
+    if (message.type === 'error') {
+      this.onError(message);
+      return;
     }
+    const id = message.id;
+    const waiter = id === undefined ? undefined : this.waiters.get(id);
+    if (waiter === undefined || id === undefined) return; // nobody asked (or it was given up)
+    this.waiters.delete(id);
+    waiter.resolve(message);
   }
 
   private onError(error: ErrorData & { id?: string | undefined }): void {
     const rondaError = new RondaError(error.code, error.message);
-    const waiter = error.id === undefined ? undefined : this.submits.get(error.id);
+    const waiter = error.id === undefined ? undefined : this.waiters.get(error.id);
     if (waiter !== undefined && error.id !== undefined) {
-      this.submits.delete(error.id);
+      this.waiters.delete(error.id);
       waiter.reject(rondaError);
-    } else if (this.helloWaiter !== undefined && error.code === ErrorCode.UNAUTHORIZED) {
-      this.closedError ??= rondaError;
-      this.helloWaiter.reject(rondaError);
-      this.helloWaiter = undefined;
-    } else if (CLOSING_CODES.has(error.code)) {
+      return;
+    }
+    if (CLOSING_CODES.has(error.code)) {
       // The server closes the socket right after this; `close` carries it as the reason.
       this.closedError ??= rondaError;
-      if (this.listenerCount('error') > 0) this.emit('error', rondaError);
-    } else if ((error.code === ErrorCode.INTERNAL || error.code === ErrorCode.BAD_MESSAGE) && this.resultsWaiters.length > 0) {
-      // A results query is the only request this client sends with no id of its own (queries go
-      // one at a time): an error without an id while one waits is its answer, e.g. a `worker` the
-      // cluster does not have. Protocol v2 gives every request an id (issue 9).
-      this.resultsWaiters.shift()?.reject(rondaError);
-    } else if (this.listenerCount('error') > 0) {
-      this.emit('error', rondaError);
+      const hello = this.helloId === undefined ? undefined : this.waiters.get(this.helloId);
+      if (hello !== undefined && this.helloId !== undefined && error.code === ErrorCode.UNAUTHORIZED) {
+        this.waiters.delete(this.helloId);
+        hello.reject(rondaError);
+        return;
+      }
     }
+    if (this.listenerCount('error') > 0) this.emit('error', rondaError);
   }
 
   private fail(error: Error): void {
@@ -348,11 +361,12 @@ export class RondaConnection extends EventEmitter {
   }
 
   private rejectAll(error: Error): void {
-    for (const waiter of this.submits.values()) waiter.reject(error);
-    this.submits.clear();
-    for (const waiter of this.statsWaiters.splice(0)) waiter.reject(error);
-    for (const waiter of this.resultsWaiters.splice(0)) waiter.reject(error);
-    this.helloWaiter?.reject(error);
-    this.helloWaiter = undefined;
+    const waiters = [...this.waiters.values()];
+    this.waiters.clear();
+    for (const waiter of waiters) waiter.reject(error);
   }
+}
+
+function unexpected(wanted: string, reply: ServerMessage): RondaError {
+  return new RondaError(ErrorCode.BAD_MESSAGE, `expected a ${wanted} reply, got ${reply.type}`);
 }

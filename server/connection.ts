@@ -9,11 +9,13 @@ import {
   TaskIdSchema,
   type ClientMessage,
   type ResultRow,
+  type Hello,
   type ResultsQuery,
   type ServerMessage,
   type StatsReply,
   type Submit,
 } from '../shared/protocol';
+import type { ResultsFilter } from '../shared/results-db';
 import type { Outcome, Task, TaskOwner } from './task';
 
 /**
@@ -58,7 +60,7 @@ export interface ConnectionContext {
   queueFull(): boolean;
   nextTaskId(): string;
   submit(task: Task): void;
-  results(query: ResultsQuery): Promise<ResultRow[]>;
+  results(filter: ResultsFilter): Promise<ResultRow[]>;
   stats(): StatsReply;
   /** A failed authentication from this address; resolves how long to wait before answering it. */
   authFailed(address: string, why: string): number;
@@ -133,6 +135,8 @@ export class Connection implements TaskOwner {
   /** Whether the client has sent a plain-text task: its errors then keep the order of its lines. */
   private plainClient = false;
   private authenticated: boolean;
+  /** The protocol version this connection speaks: 1 until a hello says otherwise. */
+  private protocol = 1;
   /** No more lines are read: the peer half-closed, or the connection is being closed. */
   private ended = false;
   /** Set once the server is closing the connection: no later line is handled. */
@@ -342,7 +346,7 @@ export class Connection implements TaskOwner {
       next.invalid = { code: ErrorCode.BAD_JSON, message: `not valid JSON: ${(error as Error).message}` };
       return undefined;
     }
-    const id = idOf(raw);
+    const id = idOf(raw, this.protocol);
     if (hasMoreFields(raw, MAX_REQUEST_FIELDS)) {
       // Checked before zod, which would spend longer than the parse listing 100,000 unknown fields.
       const message = `message has more than ${MAX_REQUEST_FIELDS} fields; a request has a few (type, id, kind, payload, ...)`;
@@ -405,7 +409,7 @@ export class Connection implements TaskOwner {
     }
     switch (message.type) {
       case 'hello':
-        this.onHello(message.token);
+        this.onHello(message);
         return;
       case 'submit':
         this.onSubmit(message, chars);
@@ -414,7 +418,7 @@ export class Connection implements TaskOwner {
         this.onResults(message);
         return;
       case 'stats':
-        this.send(this.context.stats());
+        this.send({ ...this.context.stats(), ...echo(message.id) });
         return;
       default: {
         const unreachable: never = message;
@@ -424,22 +428,27 @@ export class Connection implements TaskOwner {
   }
 
   private onResults(query: ResultsQuery): void {
+    // Protocol 1 spelled the filter `id`, and had no request ids for queries.
+    const legacy = this.protocol < 2 && query.taskId === undefined;
+    const taskId = legacy ? query.id : query.taskId;
+    const reply = legacy ? {} : echo(query.id);
     const { workers } = this.context;
     if (query.worker !== undefined && query.worker > workers) {
       this.send({
         type: 'error',
         code: ErrorCode.BAD_MESSAGE,
         message: `worker must be at most ${workers}: the cluster has ${workers} worker${workers === 1 ? '' : 's'}`,
+        ...reply,
       });
       return;
     }
     this.querying = true;
     this.context
-      .results(query)
+      .results({ limit: query.limit, worker: query.worker, taskId })
       // send() throws for a reply too long to be one string; that must not reach the process.
-      .then((rows) => this.send({ type: 'results', rows }))
+      .then((rows) => this.send({ type: 'results', ...reply, rows }))
       .catch((error: unknown) =>
-        this.send({ type: 'error', code: ErrorCode.INTERNAL, message: `could not read results: ${String(error)}` }),
+        this.send({ type: 'error', code: ErrorCode.INTERNAL, message: `could not read results: ${String(error)}`, ...reply }),
       )
       .finally(() => {
         this.querying = false;
@@ -466,7 +475,8 @@ export class Connection implements TaskOwner {
     }, delay).unref();
   }
 
-  private onHello(token: string | undefined): void {
+  private onHello(hello: Hello): void {
+    const { token } = hello;
     if (!this.authenticated) {
       const expected = this.context.token as string;
       if (token === undefined || !sameSecret(token, expected)) {
@@ -477,9 +487,11 @@ export class Connection implements TaskOwner {
       if (this.authTimer !== undefined) clearTimeout(this.authTimer);
       this.context.authSucceeded(this.socket.remoteAddress ?? 'unknown');
     }
+    if (hello.protocol !== undefined) this.protocol = Math.min(hello.protocol, PROTOCOL_VERSION);
     const schemas = this.context.schemas();
     this.send({
       type: 'hello',
+      ...echo(hello.id),
       server: 'ronda',
       protocol: PROTOCOL_VERSION,
       kinds: [...this.context.kinds()],
@@ -712,13 +724,20 @@ function plainResult(outcome: Extract<Outcome, { status: 'done' }>): string {
 }
 
 /**
- * The id of a bad request, so a pipelining client can match the error; not of a `results` query,
- * whose `id` names the task to look up, not the request.
+ * The id of a bad request, so a pipelining client can match the error. In protocol 1 a `results`
+ * query's `id` names the task to look up, not the request, unless `taskId` does.
  */
-function idOf(raw: unknown): string | undefined {
-  if (typeof raw !== 'object' || raw === null || (raw as Record<string, unknown>).type === 'results') return undefined;
-  const id = TaskIdSchema.safeParse((raw as Record<string, unknown>).id);
+function idOf(raw: unknown, protocol: number): string | undefined {
+  if (typeof raw !== 'object' || raw === null) return undefined;
+  const fields = raw as Record<string, unknown>;
+  if (fields.type === 'results' && protocol < 2 && fields.taskId === undefined) return undefined;
+  const id = TaskIdSchema.safeParse(fields.id);
   return id.success ? id.data : undefined;
+}
+
+/** The `id` field a reply echoes, if its request had one. */
+function echo(id: string | undefined): { id?: string } {
+  return id === undefined ? {} : { id };
 }
 
 /** Compares secrets in constant time: hashing first makes the lengths equal. */

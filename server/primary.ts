@@ -6,7 +6,7 @@ import type { ServerConfig } from '../shared/config';
 import { ErrorCode } from '../shared/errors';
 import type { Logger } from '../shared/logger';
 import type { ResultRow, ResultsQuery } from '../shared/protocol';
-import { databaseFile, readResults } from '../shared/results-db';
+import { databaseFile, readResults, type ResultsFilter } from '../shared/results-db';
 import { AuthGuard } from './auth-guard';
 import { Connection, SHUTTING_DOWN, type ConnectionContext } from './connection';
 import { DataDirLock } from './data-dir-lock';
@@ -217,8 +217,8 @@ export class Primary {
     }
   }
 
-  private readResults(query: ResultsQuery): Promise<ResultRow[]> {
-    return readResults(this.config.dataDir, query);
+  private readResults(filter: ResultsFilter): Promise<ResultRow[]> {
+    return readResults(this.config.dataDir, filter);
   }
 
   /** `--shutdown-timeout-ms` bounds the drain; the workers then get STOP_AFTER_DEADLINE_MS at most. */

@@ -13,7 +13,12 @@ export const MAX_PAYLOAD_DEPTH = 32;
 /** Most rows one `results` request returns. */
 export const MAX_RESULTS_LIMIT = 1000;
 export const DEFAULT_RESULTS_LIMIT = 20;
-export const PROTOCOL_VERSION = 1;
+/**
+ * Version 2: every request may carry an `id`, echoed by its reply (or its error); the `results`
+ * filter is `taskId`. A connection speaks version 1 until its hello says `protocol: 2`; in
+ * version 1 a `results` query's `id` is its filter (deprecated spelling, kept for one version).
+ */
+export const PROTOCOL_VERSION = 2;
 
 export const TaskIdSchema = z.string().min(1).max(128);
 export const KindSchema = z
@@ -43,10 +48,16 @@ function depthWithin(value: unknown, limit: number): boolean {
 
 // ---- client -> server -------------------------------------------------------------------------
 
+/** A request's own id, echoed by its reply; for a submit it is also the task's client id. */
+export const RequestIdSchema = z.string().min(1).max(128);
+
 export const HelloSchema = z.strictObject({
   type: z.literal('hello'),
+  id: RequestIdSchema.optional(),
   token: z.string().max(1024).optional(),
   client: z.string().max(128).optional(),
+  /** The protocol version the client speaks (1 when absent); the connection then speaks it too. */
+  protocol: z.number().int().min(1).optional(),
 });
 
 export const SubmitSchema = z.strictObject({
@@ -62,10 +73,13 @@ export const ResultsQuerySchema = z.strictObject({
   type: z.literal('results'),
   limit: z.number().int().min(1).max(MAX_RESULTS_LIMIT).default(DEFAULT_RESULTS_LIMIT),
   worker: SlotSchema.optional(),
+  /** The task with this task id, or else the tasks a client gave this id. */
+  taskId: TaskIdSchema.optional(),
+  /** The request's id (protocol 2, or whenever `taskId` is given); in protocol 1 alone, the filter. */
   id: TaskIdSchema.optional(),
 });
 
-export const StatsQuerySchema = z.strictObject({ type: z.literal('stats') });
+export const StatsQuerySchema = z.strictObject({ type: z.literal('stats'), id: RequestIdSchema.optional() });
 
 export const ClientMessageSchema = z.discriminatedUnion('type', [
   HelloSchema,
@@ -75,6 +89,7 @@ export const ClientMessageSchema = z.discriminatedUnion('type', [
 ]);
 export type ClientMessage = z.infer<typeof ClientMessageSchema>;
 export type Submit = z.infer<typeof SubmitSchema>;
+export type Hello = z.infer<typeof HelloSchema>;
 export type ResultsQuery = z.infer<typeof ResultsQuerySchema>;
 
 // ---- server -> client -------------------------------------------------------------------------
@@ -111,6 +126,7 @@ export type WorkerStats = z.infer<typeof WorkerStatsSchema>;
 export const ServerMessageSchema = z.discriminatedUnion('type', [
   z.strictObject({
     type: z.literal('hello'),
+    id: z.string().optional(),
     server: z.literal('ronda'),
     protocol: z.number().int(),
     kinds: z.array(z.string()),
@@ -141,9 +157,10 @@ export const ServerMessageSchema = z.discriminatedUnion('type', [
     message: z.string(),
     id: z.string().optional(),
   }),
-  z.strictObject({ type: z.literal('results'), rows: z.array(ResultRowSchema) }),
+  z.strictObject({ type: z.literal('results'), id: z.string().optional(), rows: z.array(ResultRowSchema) }),
   z.strictObject({
     type: z.literal('stats'),
+    id: z.string().optional(),
     workers: z.array(WorkerStatsSchema),
     queued: z.number().int(),
     connections: z.number().int(),

@@ -179,7 +179,7 @@ export interface ResultsFilter {
    * id, so a row whose task id matches is the answer when there is one: a client cannot make a
    * lookup by task id find its own rows instead.
    */
-  id?: string | undefined;
+  taskId?: string | undefined;
 }
 
 /** Which rows of a file a query reads. */
@@ -204,10 +204,10 @@ export async function readResults(dataDir: string, filter: ResultsFilter): Promi
         .flat()
         .sort((a, b) => (a.timestamp === b.timestamp ? 0 : a.timestamp < b.timestamp ? 1 : -1));
     let where: Where = { sql: 'WHERE 1', params: [] };
-    if (filter.id !== undefined) where = { sql: 'WHERE task_id = ?', params: [filter.id] };
+    if (filter.taskId !== undefined) where = { sql: 'WHERE task_id = ?', params: [filter.taskId] };
     let candidates = await newest(where);
-    if (filter.id !== undefined && candidates.length === 0) {
-      where = { sql: 'WHERE client_id = ?', params: [filter.id] };
+    if (filter.taskId !== undefined && candidates.length === 0) {
+      where = { sql: 'WHERE client_id = ?', params: [filter.taskId] };
       candidates = await newest(where);
     }
     const chosen = new Map<ResultsFile, number>();

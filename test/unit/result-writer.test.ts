@@ -123,7 +123,7 @@ describe('worker ResultWriter (rows as one JSON parameter, a real SQLite file)',
     // 'half' (1 MiB) and 'small' come first; then 2 MiB rows while the total stays within 4 MiB.
     expect(rows.map((row) => row.task_id)).to.deep.equal(['half', 'small', 'big5']);
     expect((await readResults(dir, { limit: 2 })).map((row) => row.task_id)).to.deep.equal(['half', 'small']);
-    expect((await readResults(dir, { limit: 1, id: 'big0' }))[0]?.task).to.equal(big);
+    expect((await readResults(dir, { limit: 1, taskId: 'big0' }))[0]?.task).to.equal(big);
 
     const huge = 'h'.repeat(3 * 1024 * 1024);
     writer.add(record('huge', huge, huge));
