@@ -16,7 +16,6 @@ Commands:
   submit <task...>    submit tasks and print their results (- reads one task per line)
   results             the latest stored results
   stats               the workers and their counters
-  bench               measure throughput, latency and recovery
 
   ronda <command> --help   that command's options
   ronda --version          the version of Ronda`;
@@ -29,7 +28,6 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   submit: async () => (await import('./submit-command.js')).submitCommand,
   results: async () => (await import('./results-command.js')).resultsCommand,
   stats: async () => (await import('./stats-command.js')).statsCommand,
-  bench: async () => (await import('./bench.js')).benchCommand,
 };
 
 async function main(): Promise<number> {

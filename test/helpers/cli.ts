@@ -99,9 +99,9 @@ export function startCli(
   return cli;
 }
 
-/** Runs the client to completion. */
-export function runCli(args: readonly string[], options: CliOptions = {}): Promise<CliResult> {
-  const cli = startCli(args, { input: '', ...options });
+/** Runs the client (or `command`, e.g. the bench) to completion. */
+export function runCli(args: readonly string[], options: CliOptions & { command?: readonly string[] } = {}): Promise<CliResult> {
+  const cli = startCli(args, { input: '', ...options }, options.command);
   return cli.result(options.timeoutMs);
 }
 

@@ -1,6 +1,8 @@
 import { expect } from 'chai';
 import { readdir, rm } from 'node:fs/promises';
+import path from 'node:path';
 import { runCli, stopClis } from '../helpers/cli';
+import { ROOT } from '../helpers/cluster';
 import { makeTempDir, processesMentioning, until } from '../helpers/cluster';
 
 interface BenchJson {
@@ -8,7 +10,10 @@ interface BenchJson {
   failed: number;
 }
 
-describe('ronda bench (tiny runs: it works, not how fast)', function () {
+/** `npm run bench`, without the build. */
+const BENCH = [process.execPath, path.join(ROOT, 'dist', 'bench', 'main.js')];
+
+describe('npm run bench (tiny runs: it works, not how fast)', function () {
   this.timeout(60_000);
   let tmp: string;
   beforeEach(async () => {
@@ -22,7 +27,8 @@ describe('ronda bench (tiny runs: it works, not how fast)', function () {
   });
 
   it('measures every figure with --json, fails no task, and leaves no process or directory', async function () {
-    const run = await runCli(['bench', '--runs', '1', '--tasks', '2000', '--duration-ms', '300', '--json'], {
+    const run = await runCli(['--runs', '1', '--tasks', '2000', '--duration-ms', '300', '--json'], {
+      command: BENCH,
       env: { TMPDIR: tmp },
       timeoutMs: 50_000,
     });
@@ -51,8 +57,15 @@ describe('ronda bench (tiny runs: it works, not how fast)', function () {
     expect(await readdir(tmp)).to.deep.equal([]);
   });
 
+  it('names a bad option and where the options are, with exit code 2', async function () {
+    const run = await runCli(['--runs', '0'], { command: BENCH });
+    expect(run.code).to.equal(2);
+    expect(run.stderr).to.equal('ronda bench: --runs must be at least 1\nrun "npm run bench -- --help" for the options\n');
+  });
+
   it('prints the table, bare chain included, for one phase', async function () {
-    const run = await runCli(['bench', '--runs', '1', '--phases', 'serial', '--duration-ms', '200'], {
+    const run = await runCli(['--runs', '1', '--phases', 'serial', '--duration-ms', '200'], {
+      command: BENCH,
       env: { TMPDIR: tmp },
       timeoutMs: 50_000,
     });

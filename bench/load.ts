@@ -5,8 +5,8 @@
  * its own latency), and the seed's one-task-at-a-time client.
  */
 import { performance } from 'node:perf_hooks';
-import { RondaConnection, type TaskReply } from './connection';
-import { Histogram } from './bench-histogram';
+import { RondaConnection, type TaskReply } from '../client/connection';
+import { Histogram } from './histogram';
 
 export interface Endpoint {
   host: string;

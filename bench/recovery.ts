@@ -7,9 +7,9 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { WorkerStats } from '../shared/protocol';
-import { logTime, type BenchTarget } from './bench-cluster';
-import { Failures, withDeadline } from './bench-load';
-import type { RondaConnection, TaskReply } from './connection';
+import { logTime, type BenchTarget } from './cluster';
+import { Failures, withDeadline } from './load';
+import type { RondaConnection, TaskReply } from '../client/connection';
 
 /** A worker younger than this at its death counts as dying young (WorkerSlot's MIN_UPTIME_MS). */
 const MIN_VICTIM_UPTIME_MS = 1_100;

@@ -1,11 +1,11 @@
 /**
- * The bare chain under Ronda, for the bench's floor (see bench-floor.ts): a primary that listens
+ * The bare chain under Ronda, for the bench's floor (see floor.ts): a primary that listens
  * on TCP and hands tasks round-robin to N forked workers, each of which commits every task with the
  * sqlite3 package into its own WAL file of Ronda's schema before it answers. The same processes and
  * hops as a task's path through Ronda, and nothing else: no validation, no bookkeeping, no batching.
  *
- *   bench-floor-chain.js primary <dataDir> <N>   (forked by the bench; says { port } when listening)
- *   bench-floor-chain.js worker <file> <slot>    (forked by the primary; says { ready } when open)
+ *   floor-chain.js primary <dataDir> <N>   (forked by the bench; says { port } when listening)
+ *   floor-chain.js worker <file> <slot>    (forked by the primary; says { ready } when open)
  *
  * Both exit when their parent's IPC channel closes, the primary once its workers have; a worker
  * that cannot store a task exits with the reason, and its primary with it, so that the bench sees
@@ -26,7 +26,7 @@ const INSERT_SQL = `INSERT INTO results (task_id, kind, task, result, status, wo
   VALUES (?, 'text', ?, ?, 'done', ?, ?)`;
 
 function fail(error: unknown): never {
-  process.stderr.write(`bench-floor-chain: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.stderr.write(`ronda bench floor chain: ${error instanceof Error ? error.message : String(error)}\n`);
   process.exit(1);
 }
 
@@ -88,6 +88,6 @@ const [role, where, number] = process.argv.slice(2);
 if (role === 'primary' && where !== undefined && Number(number) >= 1) primary(where, Number(number)).catch(fail);
 else if (role === 'worker' && where !== undefined && Number(number) >= 1) worker(where, Number(number)).catch(fail);
 else {
-  process.stderr.write('usage: bench-floor-chain.js primary <dataDir> <workers> | worker <file> <slot>\n');
+  process.stderr.write('usage: floor-chain.js primary <dataDir> <workers> | worker <file> <slot>\n');
   process.exit(2);
 }

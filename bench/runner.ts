@@ -4,13 +4,13 @@
  * client, and (on a cluster the bench started) recovery from kill -9 of a worker.
  */
 import os from 'node:os';
-import type { BenchTarget } from './bench-cluster';
-import { Floor } from './bench-floor';
-import { closeAll, connectAll, paced, saturate, serial, withDeadline, type Endpoint } from './bench-load';
-import { memoryOf, meterPhase, type PhaseCost, type Watched } from './bench-proc';
-import { measureRecovery } from './bench-recovery';
-import { spread, targetMet, type CpuByPhase, type Figure } from './bench-report';
-import type { RondaConnection } from './connection';
+import type { BenchTarget } from './cluster';
+import { Floor } from './floor';
+import { closeAll, connectAll, paced, saturate, serial, withDeadline, type Endpoint } from './load';
+import { memoryOf, meterPhase, type PhaseCost, type Watched } from './proc';
+import { measureRecovery } from './recovery';
+import { spread, targetMet, type CpuByPhase, type Figure } from './report';
+import type { RondaConnection } from '../client/connection';
 
 export interface BenchPlan {
   runs: number;

@@ -1,5 +1,5 @@
 /**
- * The floor under "one at a time": the bare chain of bench-floor-chain.ts (client, primary over
+ * The floor under "one at a time": the bare chain of floor-chain.ts (client, primary over
  * TCP, workers round-robin over IPC, a sqlite3 commit per task), driven one task at a time by this
  * process.
  * Run beside Ronda's own one-at-a-time runs, at the same moment of the same machine, it shows how
@@ -12,9 +12,9 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Histogram } from './bench-histogram';
+import { Histogram } from './histogram';
 
-const CHAIN_SCRIPT = path.join(__dirname, 'bench-floor-chain.js');
+const CHAIN_SCRIPT = path.join(__dirname, 'floor-chain.js');
 const START_TIMEOUT_MS = 15_000;
 /** A reply that takes longer than this means the chain is broken, not slow. */
 const REPLY_TIMEOUT_MS = 10_000;

@@ -2,7 +2,7 @@
  * The benchmark's figures: medians with min and max over the runs, the targets of issue 5 they
  * are held against, and the table a person reads (the JSON object is the same data).
  */
-import type { Column, Output } from './output';
+import type { Column, Output } from '../client/output';
 
 export interface Spread {
   median: number;

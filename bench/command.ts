@@ -1,5 +1,5 @@
 /**
- * `ronda bench`: throughput, latency, the seed's one-at-a-time client, and recovery from a killed
+ * `npm run bench`: throughput, latency, the seed's one-at-a-time client, and recovery from a killed
  * worker, each the median of several runs with min and max, held against the targets of issue 5.
  * It starts its own cluster (a free port, a temp data dir) unless --port names a running one.
  * docs/performance.md has the numbers from the reference machine and what bounds each.
@@ -8,13 +8,13 @@ import os from 'node:os';
 import { z } from 'zod';
 import { ArgsError, parseArgs } from '../shared/args';
 import { describeOptionIssues, flagOption, HostSchema, intOption, optionSpec, PortSchema } from '../shared/config';
-import { externalTarget, startOwnCluster } from './bench-cluster';
-import { printCpu, printFigures } from './bench-report';
-import { PHASES, runBench, type BenchPlan } from './bench-runner';
-import { usageError } from './command-helpers';
-import type { Output } from './output';
+import { externalTarget, startOwnCluster } from './cluster';
+import { printCpu, printFigures } from './report';
+import { PHASES, runBench, type BenchPlan } from './runner';
+import { EXIT_USAGE } from '../client/command-helpers';
+import type { Output } from '../client/output';
 
-export const BENCH_USAGE = `Usage: ronda bench [options]
+export const BENCH_USAGE = `Usage: npm run bench -- [options]   (or node dist/bench/main.js [options])
 
 Starts a cluster on a free port with a temp data dir (or uses --host/--port), then measures:
 saturation (tasks/s; with its own cluster also a second one with --dispatch least-loaded, in
@@ -68,7 +68,8 @@ export async function benchCommand(argv: string[], output: Output): Promise<numb
     args = result.data;
   } catch (error) {
     if (!(error instanceof ArgsError)) throw error;
-    return usageError(output, 'bench', error.message);
+    output.error(`ronda bench: ${error.message}\nrun "npm run bench -- --help" for the options`);
+    return EXIT_USAGE;
   }
   if (args.help) {
     output.line(BENCH_USAGE);
