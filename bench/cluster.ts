@@ -3,36 +3,38 @@
  * with a temp data dir, stopped and removed afterwards), or one already running at host:port.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 
 const PRIMARY_SCRIPT = path.join(__dirname, '..', 'server', 'main.js');
 const START_TIMEOUT_MS = 15_000;
 const STOP_TIMEOUT_MS = 15_000;
-/** Log kept for reading timestamps; older text is dropped so a long run cannot grow it forever. */
-const MAX_LOG_CHARS = 1024 * 1024;
+/** Log kept to explain a start that failed; older text is dropped so a long run cannot grow it. */
+const MAX_LOG_CHARS = 64 * 1024;
 
 export interface BenchTarget {
   host: string;
   port: number;
   /** The primary's pid when the bench started it (its memory and CPU can then be read). */
   primaryPid: number | undefined;
-  /** The primary's log so far, when the bench started it. */
-  log(): string;
   stop(): Promise<void>;
 }
 
 export function externalTarget(host: string, port: number): BenchTarget {
-  return { host, port, primaryPid: undefined, log: () => '', stop: () => Promise.resolve() };
+  return { host, port, primaryPid: undefined, stop: () => Promise.resolve() };
 }
 
-/** Starts `node dist/server/main.js --port 0 --data-dir <temp> --quiet` and waits until it listens. */
+/**
+ * Starts `node dist/server/main.js --port 0 --data-dir <temp> --quiet --ready-file <temp>/ready.json`
+ * and waits for the file, which says where it listens.
+ */
 export async function startOwnCluster(workers: number, extraArgs: readonly string[] = []): Promise<BenchTarget> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'ronda-bench-'));
+  const readyFile = path.join(dataDir, 'ready.json');
   const child = spawn(
     process.execPath,
-    [PRIMARY_SCRIPT, '--port', '0', '--data-dir', dataDir, '--workers', String(workers), '--quiet', ...extraArgs],
+    [PRIMARY_SCRIPT, '--port', '0', '--data-dir', dataDir, '--workers', String(workers), '--quiet', '--ready-file', readyFile, ...extraArgs],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' } },
   );
   let log = '';
@@ -52,19 +54,19 @@ export async function startOwnCluster(workers: number, extraArgs: readonly strin
     })());
 
   try {
-    const port = await waitForPort(child, () => log);
-    return { host: '127.0.0.1', port, primaryPid: child.pid, log: () => log, stop };
+    const port = await waitForReady(child, readyFile, () => log);
+    return { host: '127.0.0.1', port, primaryPid: child.pid, stop };
   } catch (error) {
     await stop();
     throw error;
   }
 }
 
-async function waitForPort(child: ChildProcess, log: () => string): Promise<number> {
+async function waitForReady(child: ChildProcess, readyFile: string, log: () => string): Promise<number> {
   const deadline = Date.now() + START_TIMEOUT_MS;
   while (Date.now() < deadline) {
-    const match = /listening on 127\.0\.0\.1:(\d+)/.exec(log());
-    if (match !== null) return Number(match[1]);
+    const ready = await readFile(readyFile, 'utf8').catch(() => undefined);
+    if (ready !== undefined) return (JSON.parse(ready) as { port: number }).port;
     if (child.exitCode !== null || child.signalCode !== null) {
       throw new Error(`the primary exited before listening:\n${log()}`);
     }
@@ -80,23 +82,4 @@ async function terminate(child: ChildProcess, exited: Promise<void>): Promise<vo
   const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
   await exited;
   clearTimeout(timer);
-}
-
-/**
- * The wall-clock time (ms since the epoch) of the first log line after `sinceMs` whose message
- * matches `pattern`. The logger prints only `HH:MM:SS.mmm` (UTC): the day is taken from `sinceMs`.
- */
-export function logTime(log: string, pattern: RegExp, sinceMs: number): number | undefined {
-  for (const line of log.split('\n')) {
-    const stamp = /^(\d\d):(\d\d):(\d\d)\.(\d{3})Z? /.exec(line);
-    if (stamp === null || !pattern.test(line)) continue;
-    const [, hh, mm, ss, mmm] = stamp.map(Number) as [number, number, number, number, number];
-    const day = new Date(sinceMs);
-    let at = Date.UTC(day.getUTCFullYear(), day.getUTCMonth(), day.getUTCDate(), hh, mm, ss, mmm);
-    // Around midnight the line's day may be the next one.
-    if (at < sinceMs - 12 * 3_600_000) at += 24 * 3_600_000;
-    // A millisecond of slack: the logger's clock is read after ours.
-    if (at >= sinceMs - 1) return at;
-  }
-  return undefined;
 }

@@ -1,13 +1,12 @@
 /**
  * Recovery: kill -9 one worker of a cluster the bench started, while tasks are flowing, and time
  * (a) its replacement being ready and (b) the completion of every task in flight at the kill,
- * those the dead worker held included. The replacement's readiness is read from the primary's
- * log ('died', 'ready, pid N'), whose clock is the one the kill was timed with; polling `stats`
- * confirms it.
+ * those the dead worker held included. When the primary noticed the death and when the
+ * replacement was ready come from `stats` (`lastDeathAt`, `readyAt`: the primary's wall clock, the
+ * one the kill is timed with on the same machine).
  */
 import { performance } from 'node:perf_hooks';
 import type { WorkerStats } from '../shared/protocol';
-import { logTime, type BenchTarget } from './cluster';
 import { Failures, withDeadline } from './load';
 import type { RondaConnection, TaskReply } from '../client/connection';
 
@@ -26,9 +25,9 @@ const BACKGROUND_WINDOW = 32;
 const WARM_MS = 1_000;
 
 export interface RecoveryResult {
-  /** From the kill to the replacement's 'ready' log line. */
+  /** From the kill to the replacement's `ready`. */
   readyMs: number;
-  /** From the primary noticing the death ('died') to 'ready'. */
+  /** From the primary noticing the death to the replacement's `ready`. */
   diedToReadyMs: number | undefined;
   /** From the kill to the reply of the last task that was in flight at the kill. */
   heldDoneMs: number;
@@ -40,7 +39,7 @@ export interface RecoveryResult {
   firstFailure: string | undefined;
 }
 
-export async function measureRecovery(target: BenchTarget, connections: readonly RondaConnection[]): Promise<RecoveryResult> {
+export async function measureRecovery(connections: readonly RondaConnection[]): Promise<RecoveryResult> {
   const control = connections[0] as RondaConnection;
   const victim = await pickVictim(control);
   const failures = new Failures();
@@ -78,9 +77,8 @@ export async function measureRecovery(target: BenchTarget, connections: readonly
     const heldDoneMs = await heldDone;
     if (heldDoneMs === undefined) throw new Error(`tasks in flight at the kill were not answered within ${HELD_TIMEOUT_MS} ms`);
 
-    const log = target.log();
-    const readyWall = logTime(log, new RegExp(`ready, pid ${replacement.pid}\\b`), killWallMs);
-    const diedWall = logTime(log, new RegExp(`pid ${victim.pid} died`), killWallMs);
+    const readyWall = replacement.readyAt;
+    const diedWall = replacement.lastDeathAt;
     return {
       readyMs: readyWall === undefined ? replacement.seenAt - killAt : Math.max(0, readyWall - killWallMs),
       diedToReadyMs: readyWall !== undefined && diedWall !== undefined ? readyWall - diedWall : undefined,
@@ -115,12 +113,12 @@ async function waitForReplacement(
   control: RondaConnection,
   slot: number,
   oldPid: number,
-): Promise<{ pid: number; seenAt: number }> {
+): Promise<{ pid: number; seenAt: number; readyAt: number | undefined; lastDeathAt: number | undefined }> {
   const deadline = performance.now() + READY_TIMEOUT_MS;
   while (performance.now() < deadline) {
     const worker = (await control.stats()).workers.find((candidate) => candidate.slot === slot);
     if (worker?.state === 'ready' && worker.pid !== null && worker.pid !== oldPid) {
-      return { pid: worker.pid, seenAt: performance.now() };
+      return { pid: worker.pid, seenAt: performance.now(), readyAt: worker.readyAt, lastDeathAt: worker.lastDeathAt };
     }
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
   }

@@ -197,7 +197,7 @@ export async function runBench(
       const recoveryConnections = connections.slice(0, RECOVERY_CONNECTIONS);
       for (let run = 1; run <= plan.runs; run += 1) {
         progress(`kill -9 of a worker, run ${run}/${plan.runs}`, run - 1, plan.runs);
-        const result = await bounded('recovery', measureRecovery(target, recoveryConnections));
+        const result = await bounded('recovery', measureRecovery(recoveryConnections));
         noteFailures(result);
         recoveryRuns.push(result);
       }
@@ -243,7 +243,7 @@ export async function runBench(
       },
       {
         key: 'recovery.diedToReady',
-        label: "'died' -> 'ready' (primary log)",
+        label: "'died' -> 'ready' (primary's stats)",
         unit: 'ms',
         value: spread(recoveryRuns.flatMap((result) => (result.diedToReadyMs === undefined ? [] : [result.diedToReadyMs]))),
       },

@@ -3,6 +3,7 @@
  * cluster, and turns Ctrl-C / SIGTERM into an orderly shutdown (a second one forces it).
  */
 import { existsSync } from 'node:fs';
+import { rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { loadServerConfig, SERVER_USAGE, SERVER_USAGE_HINT } from '../shared/config';
 import { Logger } from '../shared/logger';
@@ -85,10 +86,25 @@ async function main(): Promise<void> {
   for (const signal of SHUTDOWN_SIGNALS) process.on(signal, onSignal);
 
   try {
-    await primary.start();
+    const address = await primary.start();
+    if (config.readyFile !== undefined) await writeReadyFile(config.readyFile, { pid: process.pid, host: address.address, port: address.port });
   } catch (error) {
     logger.error('primary', `could not start: ${error instanceof Error ? error.message : String(error)}`);
     void primary.forceClose().finally(() => process.exit(1));
+  }
+}
+
+/**
+ * Says where the cluster listens, for a program that started it with --port 0 (the bench, a test
+ * harness), so that nothing has to read the log. Written whole or not at all (a rename).
+ */
+async function writeReadyFile(file: string, ready: { pid: number; host: string; port: number }): Promise<void> {
+  const partial = `${file}.${process.pid}.tmp`;
+  try {
+    await writeFile(partial, `${JSON.stringify(ready)}\n`);
+    await rename(partial, file);
+  } catch (error) {
+    throw new Error(`cannot write --ready-file ${file}: ${error instanceof Error ? error.message : String(error)}`);
   }
 }
 

@@ -93,6 +93,9 @@ export class WorkerSlot {
   /** Tasks sent to the current child so far: the next one's ordinal. */
   private sentToChild = 0;
   private readyAt = 0;
+  /** Date.now() of the current worker's `ready`, and of the last exit of a worker here. */
+  private readyWallAt: number | undefined;
+  private lastDeathAt: number | undefined;
   private everReady = false;
   private readonly inflight = new Map<string, Task>();
   private inflightChars = 0;
@@ -294,6 +297,8 @@ export class WorkerSlot {
       restarts: this.restarts,
       uptimeMs: this.state === 'ready' ? Math.round(performance.now() - this.readyAt) : 0,
     };
+    if (this.state === 'ready' && this.readyWallAt !== undefined) stats.readyAt = this.readyWallAt;
+    if (this.lastDeathAt !== undefined) stats.lastDeathAt = this.lastDeathAt;
     const suspects = this.suspects.length + (this.isolated === undefined ? 0 : 1);
     if (this.problem !== undefined) stats.problem = this.problem;
     else if (suspects > 0) {
@@ -492,6 +497,7 @@ export class WorkerSlot {
     this.clearReadyTimer();
     this.state = 'ready';
     this.readyAt = performance.now();
+    this.readyWallAt = Date.now();
     this.heard();
     this.everReady = true;
     this.startFailures = 0;
@@ -642,6 +648,8 @@ export class WorkerSlot {
       this.exited?.();
       return;
     }
+    this.lastDeathAt = Date.now();
+    this.readyWallAt = undefined;
     const how =
       spawnError !== undefined
         ? `could not be started: ${spawnError.message}`

@@ -61,6 +61,8 @@ export const ServerConfigSchema = z
     /** A module that exports more task kinds; loaded by every worker. */
     handlers: z.string().min(1).optional(),
     quiet: flagOption.default(false),
+    /** Written once the cluster serves: `{"pid","host","port"}` as JSON, for programs that start it. */
+    readyFile: z.string().min(1).optional(),
     /** Required to listen on anything but loopback; clients send it in `hello`. */
     token: z.string().min(8).max(1024).optional(),
     /** A file holding the token (its first line), so that it shows neither in `ps` nor in the environment. */
@@ -128,6 +130,7 @@ const OPTION_HELP: readonly [flag: string, what: string][] = [
   ['--max-queue <n>', 'queued tasks before reading pauses'],
   ['--max-attempts <n>', 'worker deaths a task may cause'],
   ['--idle-timeout-ms <n>', 'close idle connections; 0: never'],
+  ['--ready-file <file>', 'write {pid, host, port} here once serving'],
   ['--shutdown-timeout-ms <n>', 'drain deadline on Ctrl-C'],
   ['--worker-ready-timeout-ms <n>', 'kill a worker not ready by then'],
   ['--quiet', 'no per-task log lines'],

@@ -118,6 +118,10 @@ export const WorkerStatsSchema = z.strictObject({
   inflight: z.number().int(),
   restarts: z.number().int(),
   uptimeMs: z.number(),
+  /** When the current worker said it was ready (ms since the epoch, the primary's clock). */
+  readyAt: z.number().optional(),
+  /** When the primary saw the last worker of this slot exit (ms since the epoch), if one has. */
+  lastDeathAt: z.number().optional(),
   /** Why the slot is not serving, or why its last worker could not go on; gone once one is ready. */
   problem: z.string().optional(),
 });

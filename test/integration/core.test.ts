@@ -63,6 +63,8 @@ describe('cluster (real primary, workers, sockets and SQLite files)', function (
     const before = await client.stats();
     const victim = before.workers.find((worker) => worker.slot === 2);
     expect(victim?.pid).to.be.a('number');
+    expect(victim?.lastDeathAt, 'no death yet').to.equal(undefined);
+    const killedAt = Date.now();
     process.kill(victim?.pid as number, 'SIGKILL');
 
     await until(async () => {
@@ -71,6 +73,10 @@ describe('cluster (real primary, workers, sockets and SQLite files)', function (
     }, 5_000, 'slot 2 to be ready with a new pid');
     const after = (await client.stats()).workers.find((worker) => worker.slot === 2);
     expect(after?.restarts).to.equal(1);
+    // When the primary saw the death and the replacement's ready, on its wall clock.
+    expect(after?.lastDeathAt).to.be.within(killedAt - 5, Date.now());
+    expect(after?.readyAt).to.be.within(after?.lastDeathAt as number, Date.now());
+    expect((victim?.readyAt as number) < killedAt, 'the first worker was ready before the kill').to.equal(true);
     expect(cluster.output).to.match(/\[worker 2\] worker pid \d+ died \(signal SIGKILL\)/);
     expect(cluster.output).to.match(/\[worker 2\] respawned, ready, pid \d+ \(restart 1\)/);
 

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { mkdir, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { isAlive, processesMentioning, startCluster, stopClusters, testDir, until } from '../helpers/cluster';
@@ -67,6 +67,20 @@ describe('start-up: one cluster per data dir, and failures that name their cause
     const client = await rawClient(second.port);
     client.send({ type: 'submit', id: 'after', payload: 'x' });
     expect(await client.reply('after')).to.include({ type: 'done' });
+  });
+
+  it('writes --ready-file with its pid, host and port once it serves, for a program that started it', async function () {
+    const dir = await testDir();
+    const file = path.join(dir, 'ready.json');
+    const cluster = await startCluster({ args: ['--quiet', '--ready-file', file] });
+    const ready = JSON.parse(await readFile(file, 'utf8')) as { pid: number; host: string; port: number };
+    expect(ready).to.deep.equal({ pid: cluster.pid, host: '127.0.0.1', port: cluster.port });
+    const client = await rawClient(ready.port);
+    client.send({ type: 'submit', id: 'r', payload: 'x' });
+    expect(await client.reply('r')).to.include({ type: 'done' });
+    const unwritable = await startCluster({ args: ['--quiet', '--ready-file', path.join(dir, 'no-such-folder', 'ready.json')], wait: false });
+    expect((await unwritable.waitForExit()).code).to.equal(1);
+    expect(unwritable.output).to.match(/cannot write --ready-file .*no-such-folder\/ready\.json: ENOENT/);
   });
 
   it('fails on a port in use before forking any worker', async function () {
