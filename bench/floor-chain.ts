@@ -14,6 +14,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
+import { messageOf } from '../shared/errors';
 import { openWorkerDatabase } from '../shared/results-db';
 import { prepare, runStatement } from '../shared/sqlite';
 
@@ -26,7 +27,7 @@ const INSERT_SQL = `INSERT INTO results (task_id, kind, task, result, status, wo
   VALUES (?, 'text', ?, ?, 'done', ?, ?)`;
 
 function fail(error: unknown): never {
-  process.stderr.write(`ronda bench floor chain: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.stderr.write(`ronda bench floor chain: ${messageOf(error)}\n`);
   process.exit(1);
 }
 

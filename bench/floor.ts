@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Histogram } from './histogram';
+import { messageOf } from '../shared/errors';
 
 const CHAIN_SCRIPT = path.join(__dirname, 'floor-chain.js');
 const START_TIMEOUT_MS = 15_000;
@@ -151,7 +152,7 @@ export class Floor {
   }
 
   private fail(error: unknown): void {
-    this.error = error instanceof Error ? error.message : String(error);
+    this.error = messageOf(error);
     this.runs.length = 0;
   }
 }

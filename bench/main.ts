@@ -4,11 +4,12 @@
  * client, not inside the `ronda` command: it is a tool for Ronda's developers, not for its users.
  */
 import { Output } from '../client/output';
+import { messageOf } from '../shared/errors';
 import { benchCommand } from './command';
 
 /** A person sees one line, never a stack trace, whatever goes wrong. */
 function fatal(error: unknown): void {
-  new Output().error(`ronda bench: ${error instanceof Error ? error.message : String(error)}`);
+  new Output().error(`ronda bench: ${messageOf(error)}`);
   process.exit(1);
 }
 process.on('uncaughtException', fatal);

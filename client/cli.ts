@@ -8,6 +8,7 @@ import { packageVersion } from '../shared/version';
 import { splitCommand } from './cli-options';
 import { EXIT_USAGE } from './command-helpers';
 import { Output } from './output';
+import { messageOf } from '../shared/errors';
 
 const USAGE = `Usage: ronda [options] <command> [options]      (options before or after the command)
 
@@ -56,7 +57,7 @@ async function main(): Promise<number> {
 
 /** A person sees one line, never a stack trace, whatever goes wrong. */
 function fatal(error: unknown): void {
-  new Output().error(`ronda: ${error instanceof Error ? error.message : String(error)}`);
+  new Output().error(`ronda: ${messageOf(error)}`);
   process.exit(1);
 }
 process.on('uncaughtException', fatal);
@@ -72,7 +73,7 @@ main().then(
     process.exitCode = code;
   },
   (error: unknown) => {
-    new Output().error(`ronda: ${error instanceof Error ? error.message : String(error)}`);
+    new Output().error(`ronda: ${messageOf(error)}`);
     process.exitCode = 1;
   },
 );

@@ -1,6 +1,6 @@
 /** What every one-shot command does the same way: read its options, open and close a connection. */
 import type { z } from 'zod';
-import { RondaError } from '../shared/errors';
+import { messageOf, RondaError } from '../shared/errors';
 import { parseCommandLine } from './cli-options';
 import type { RondaConnection } from './connection';
 import { describeLostConnection, openConnection, type OpenedConnection, type ServerAddress } from './open-connection';
@@ -66,7 +66,7 @@ export async function withConnection(
   try {
     opened = await openConnection(address);
   } catch (error) {
-    output.error(`ronda: ${error instanceof Error ? error.message : String(error)}`);
+    output.error(`ronda: ${messageOf(error)}`);
     return EXIT_FAILED;
   }
   try {

@@ -2,7 +2,7 @@
  * `ronda client` (and `npm run client`): the interactive console. Wires the prompt, the session
  * and the output together; the behaviour lives in console-session.ts and console-line.ts.
  */
-import { RondaError } from '../shared/errors';
+import { messageOf, RondaError } from '../shared/errors';
 import { addressOf, CONNECTION_HELP, ConsoleOptionsSchema, type ConsoleOptions } from './cli-options';
 import { EXIT_FAILED, readCommandLine } from './command-helpers';
 import { RondaConnection } from './connection';
@@ -31,7 +31,7 @@ export async function consoleCommand(argv: readonly string[], output: Output): P
     opened = await connectFirst(options, output);
     workers = (await opened.connection.stats()).workers.length;
   } catch (error) {
-    output.error(`ronda: ${error instanceof Error ? error.message : String(error)}`);
+    output.error(`ronda: ${messageOf(error)}`);
     return EXIT_FAILED;
   }
   output.line(

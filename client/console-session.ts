@@ -3,7 +3,7 @@
  * prints replies as they arrive, and decides what happens when the server goes away (say so and
  * end, or reconnect with a visible attempt count).
  */
-import { ErrorCode, RondaError } from '../shared/errors';
+import { ErrorCode, messageOf, RondaError } from '../shared/errors';
 import { addressOf, type ConsoleOptions } from './cli-options';
 import { RondaConnection } from './connection';
 import { CONSOLE_HELP, parseConsoleLine } from './console-line';
@@ -172,7 +172,7 @@ export class ConsoleSession {
 
   private reportQueryError(connection: RondaConnection, error: unknown): void {
     // A lost connection is reported once, by onLost, not once per request it took with it.
-    if (!connection.closed) this.output.error(`ronda: ${error instanceof Error ? error.message : String(error)}`);
+    if (!connection.closed) this.output.error(`ronda: ${messageOf(error)}`);
   }
 
   private attach(opened: OpenedConnection): void {
@@ -262,5 +262,5 @@ export class ConsoleSession {
 
 function refusal(error: unknown): string {
   if (error instanceof RondaError) return `refused ${error.code}: ${error.message}`;
-  return `no reply: ${error instanceof Error ? error.message : String(error)}`;
+  return `no reply: ${messageOf(error)}`;
 }

@@ -2,7 +2,7 @@
  * Opening a connection for a command: connect, say hello (which also checks the token and learns
  * the server's task kinds), and turn every way that can fail into one sentence for a person.
  */
-import { ErrorCode, RondaError } from '../shared/errors';
+import { ErrorCode, messageOf, RondaError } from '../shared/errors';
 import { addressOf } from './cli-options';
 import { RondaConnection, type HelloReply } from './connection';
 
@@ -54,14 +54,14 @@ export function describeConnectError(error: unknown, address: ServerAddress): st
     case 'EPIPE':
       return `cannot connect to ${where}: the connection was reset`;
     default:
-      return `cannot connect to ${where}: ${error instanceof Error ? error.message : String(error)}`;
+      return `cannot connect to ${where}: ${messageOf(error)}`;
   }
 }
 
 /** Why an open connection ended, as the end of a sentence. */
 export function describeLostConnection(error: unknown): string {
   if (error instanceof RondaError) return error.message.replace(/^connection error: /, '');
-  return error instanceof Error ? error.message : String(error);
+  return messageOf(error);
 }
 
 function errnoCode(error: unknown): string | undefined {

@@ -11,6 +11,7 @@ import { EXIT_FAILED, EXIT_OK, readCommandLine, withConnection } from './command
 import { describeWorkerFiles } from './format';
 import type { Output } from './output';
 import { showResults } from './views';
+import { messageOf } from '../shared/errors';
 
 export const RESULTS_USAGE = `Usage: ronda results [options]
 
@@ -64,7 +65,7 @@ export async function resultsCommand(argv: readonly string[], output: Output): P
   try {
     return print(await readResults(dataDir, query));
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = messageOf(error);
     output.error(`ronda: cannot read the worker databases in ${options.dataDir}: ${reason}`);
     return EXIT_FAILED;
   }

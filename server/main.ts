@@ -9,6 +9,7 @@ import { loadServerConfig, SERVER_USAGE, SERVER_USAGE_HINT } from '../shared/con
 import { Logger } from '../shared/logger';
 import { packageVersion } from '../shared/version';
 import { Primary } from './primary';
+import { messageOf } from '../shared/errors';
 
 const WORKER_SCRIPT = path.join(__dirname, '..', 'worker', 'main.js');
 
@@ -89,7 +90,7 @@ async function main(): Promise<void> {
     const address = await primary.start();
     if (config.readyFile !== undefined) await writeReadyFile(config.readyFile, { pid: process.pid, host: address.address, port: address.port });
   } catch (error) {
-    logger.error('primary', `could not start: ${error instanceof Error ? error.message : String(error)}`);
+    logger.error('primary', `could not start: ${messageOf(error)}`);
     void primary.forceClose().finally(() => process.exit(1));
   }
 }
@@ -104,7 +105,7 @@ async function writeReadyFile(file: string, ready: { pid: number; host: string; 
     await writeFile(partial, `${JSON.stringify(ready)}\n`);
     await rename(partial, file);
   } catch (error) {
-    throw new Error(`cannot write --ready-file ${file}: ${error instanceof Error ? error.message : String(error)}`);
+    throw new Error(`cannot write --ready-file ${file}: ${messageOf(error)}`);
   }
 }
 

@@ -3,7 +3,7 @@ import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { ServerConfig } from '../shared/config';
-import { ErrorCode } from '../shared/errors';
+import { ErrorCode, messageOf } from '../shared/errors';
 import type { Logger } from '../shared/logger';
 import type { ResultRow, ResultsQuery } from '../shared/protocol';
 import { databaseFile, readResults, type ResultsFilter } from '../shared/results-db';
@@ -132,7 +132,7 @@ export class Primary {
       throw new Error(
         code === 'EEXIST' || code === 'ENOTDIR'
           ? `--data-dir ${dataDir} is not a folder`
-          : `cannot make the data folder ${dataDir}: ${error instanceof Error ? error.message : String(error)}`,
+          : `cannot make the data folder ${dataDir}: ${messageOf(error)}`,
       );
     }
     this.lock = await DataDirLock.acquire(dataDir);
@@ -212,7 +212,7 @@ export class Primary {
       this.lock = await DataDirLock.acquire(this.config.dataDir);
     } catch (error) {
       this.lock = undefined;
-      this.logger.error('primary', `${error instanceof Error ? error.message : String(error)}; stopping this cluster`);
+      this.logger.error('primary', `${messageOf(error)}; stopping this cluster`);
       process.kill(process.pid, 'SIGTERM');
     }
   }

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { describeIssues, ErrorCode, type ErrorData } from '../shared/errors';
+import { describeIssues, ErrorCode, type ErrorData, messageOf } from '../shared/errors';
 import { LineSplitter } from '../shared/framing';
 import type { Logger } from '../shared/logger';
 import {
@@ -883,5 +883,5 @@ function isJson(text: string): boolean {
 }
 
 function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  return messageOf(error);
 }

@@ -67,6 +67,11 @@ export class RondaError extends Error {
  * Turns zod issues into one sentence that names the field and the rule, e.g.
  * `payload.n must be an integer from 0 to 40`. `root` names the value that was parsed.
  */
+/** What went wrong, in words, whatever was thrown. */
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
 export function describeIssues(issues: readonly z.core.$ZodIssue[], root = ''): string {
   // One issue per field: zod reports 1e308 for `int().max(40)` against both the safe-integer
   // range and the schema's bound, and the later, schema's own one is the one to name.

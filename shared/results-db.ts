@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { ErrorData } from './errors';
 import type { ResultRow } from './protocol';
 import { all, close, exec, get, openDatabase, type Database } from './sqlite';
+import { messageOf } from './errors';
 
 export const SCHEMA_VERSION = 1;
 
@@ -96,7 +97,7 @@ export async function openWorkerDatabase(file: string): Promise<{ db: Database; 
 
 /** `cannot write data/worker1.db: SQLITE_READONLY: ... (is the folder writable ...?)`. */
 export function storageError(file: string, what: string, error: unknown): Error {
-  const reason = error instanceof Error ? error.message : String(error);
+  const reason = messageOf(error);
   return new Error(`${what} ${file}: ${reason}${storageHint(reason)}`);
 }
 

@@ -13,7 +13,7 @@ import { Worker } from 'node:worker_threads';
 import { z } from 'zod';
 import { parseArgs } from '../shared/args';
 import { intOption } from '../shared/config';
-import { describeIssues } from '../shared/errors';
+import { describeIssues, messageOf } from '../shared/errors';
 import { JsonLines } from '../shared/json-lines';
 import {
   ActivateSchema,
@@ -143,7 +143,7 @@ async function main(): Promise<void> {
     kinds = loadKinds(handlers);
     opened = await openWorkerDatabase(file);
   } catch (error) {
-    return fatal(error instanceof Error ? error.message : String(error), EXIT_CANNOT_START);
+    return fatal(messageOf(error), EXIT_CANNOT_START);
   }
   const { db, identity } = opened;
   const runner = new TaskRunner(slot, kinds, new ResultWriter(db, slot, identity), send, marker);
@@ -189,4 +189,4 @@ async function main(): Promise<void> {
   send({ type: 'ready', pid: process.pid, kinds: [...kinds.keys()], schemas: kindSchemas(kinds) });
 }
 
-main().catch((error: unknown) => fatal(error instanceof Error ? error.message : String(error), EXIT_CANNOT_START));
+main().catch((error: unknown) => fatal(messageOf(error), EXIT_CANNOT_START));

@@ -7,6 +7,7 @@ import type { RunMarker } from './run-marker';
 import type { TaskKind } from './task-kind';
 
 export type Send = (message: FromWorker) => void;
+type TasksMessage = Extract<ToWorker, { type: 'tasks' }>;
 
 /**
  * How long the runner runs synchronous tasks back to back before it lets the event loop turn:
@@ -70,28 +71,18 @@ export class TaskRunner {
     return this.writer.close();
   }
 
-  handle(message: ToWorker): void {
-    switch (message.type) {
-      case 'tasks': {
-        this.pending += message.tasks.length;
-        const redelivered: Queued[] = [];
-        for (const [index, spec] of message.tasks.entries()) {
-          const queued = { spec, ordinal: message.first + index };
-          if (spec.redelivered === true) redelivered.push(queued);
-          else this.queue.push(queued);
-        }
-        if (redelivered.length > 0) void this.resume(redelivered);
-        // Run now: this is an I/O callback, and a slice in progress cannot be (it is synchronous).
-        if (!this.sliceScheduled) this.runSlice();
-        return;
-      }
-      case 'shutdown':
-        return; // main.ts owns the process lifecycle; see there.
-      default: {
-        const unreachable: never = message;
-        throw new Error(`unhandled message ${JSON.stringify(unreachable)}`);
-      }
+  /** Takes a batch of tasks from the primary (its other message, `shutdown`, is main.ts's). */
+  handle(message: TasksMessage): void {
+    this.pending += message.tasks.length;
+    const redelivered: Queued[] = [];
+    for (const [index, spec] of message.tasks.entries()) {
+      const queued = { spec, ordinal: message.first + index };
+      if (spec.redelivered === true) redelivered.push(queued);
+      else this.queue.push(queued);
     }
+    if (redelivered.length > 0) void this.resume(redelivered);
+    // Run now: this is an I/O callback, and a slice in progress cannot be (it is synchronous).
+    if (!this.sliceScheduled) this.runSlice();
   }
 
   /** Resolves when every task received so far has been reported. */
