@@ -7,7 +7,7 @@
 import os from 'node:os';
 import { z } from 'zod';
 import { ArgsError, parseArgs } from '../shared/args';
-import { describeOptionIssues, flagOption, HostSchema, intOption, optionSpec, PortSchema } from '../shared/config';
+import { describeOptionIssues, flagOption, HostSchema, intOption, optionSpec, PortSchema } from '../shared/options';
 import { externalTarget, startOwnCluster } from './cluster';
 import { printCpu, printFigures } from './report';
 import { PHASES, runBench, type BenchPlan } from './runner';

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { ArgsError, camelCase, parseArgs, withEnvironment, type MergedOptions } from '../shared/args';
-import { DEFAULT_HOST, DEFAULT_PORT, describeOptionIssues, flagOption, HostSchema, intOption, optionSpec } from '../shared/config';
+import { DEFAULT_HOST, DEFAULT_PORT, describeOptionIssues, flagOption, HostSchema, intOption, optionSpec } from '../shared/options';
 import { DEFAULT_RESULTS_LIMIT, KindSchema, MAX_RESULTS_LIMIT } from '../shared/protocol';
 
 /** Connection attempts `--retry` makes after the server goes away (about 35 s with the backoff). */

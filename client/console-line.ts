@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { ArgsError, parseArgs } from '../shared/args';
-import { describeOptionIssues, intOption, optionSpec } from '../shared/config';
+import { describeOptionIssues, intOption, optionSpec } from '../shared/options';
 import { DEFAULT_RESULTS_LIMIT, KindSchema, MAX_RESULTS_LIMIT } from '../shared/protocol';
 import { BUILTIN_PAYLOAD_SCHEMAS, readPayload, type PayloadSchemas } from './console-payload';
 import { describeTask } from './format';

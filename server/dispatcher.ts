@@ -3,7 +3,7 @@ import { ErrorCode, type ErrorData } from '../shared/errors';
 import type { Logger } from '../shared/logger';
 import type { WorkerStats } from '../shared/protocol';
 import { findStoredIn } from '../shared/results-db';
-import type { DispatchMode } from '../shared/config';
+import type { DispatchMode } from './config';
 import { RoundRobin } from './round-robin';
 import { StandbyPool } from './standby-pool';
 import type { Outcome, Task } from './task';

@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { loadServerConfig, SERVER_USAGE, SERVER_USAGE_HINT } from '../shared/config';
+import { loadServerConfig, SERVER_USAGE, SERVER_USAGE_HINT } from './config';
 import { Logger } from '../shared/logger';
 import { packageVersion } from '../shared/version';
 import { Primary } from './primary';

@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { ServerConfig } from '../shared/config';
+import type { ServerConfig } from './config';
 import { ErrorCode, messageOf } from '../shared/errors';
 import type { Logger } from '../shared/logger';
 import type { ResultRow, ResultsQuery } from '../shared/protocol';

@@ -1,4 +1,4 @@
-import type { DispatchMode } from '../shared/config';
+import type { DispatchMode } from './config';
 
 /**
  * Which worker the next task goes to. A member is `open` (it takes a task now), `full` (it serves

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { z } from 'zod';
 import { parseArgs } from '../shared/args';
-import { intOption } from '../shared/config';
+import { intOption } from '../shared/options';
 import { describeIssues, messageOf } from '../shared/errors';
 import { JsonLines } from '../shared/json-lines';
 import {

@@ -2,7 +2,8 @@ import { expect } from 'chai';
 import path from 'node:path';
 import { z } from 'zod';
 import { kebabCase, parseArgs } from '../../shared/args';
-import { flagOption, loadServerConfig, optionSpec, ServerConfigSchema } from '../../shared/config';
+import { loadServerConfig, ServerConfigSchema } from '../../server/config';
+import { flagOption, optionSpec } from '../../shared/options';
 
 function load(argv: string[], env: NodeJS.ProcessEnv = {}) {
   return loadServerConfig(argv, env);

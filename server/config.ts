@@ -5,30 +5,21 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { ArgsError, camelCase, envName, kebabCase, parseArgs, withEnvironment, type MergedOptions, type OptionSpec } from './args';
-import { describeIssue } from './errors';
+import { ArgsError, camelCase, envName, parseArgs, withEnvironment, type MergedOptions } from '../shared/args';
+import {
+  DEFAULT_HOST,
+  DEFAULT_PORT,
+  describeOptionIssues,
+  flagOption,
+  HostSchema,
+  intOption,
+  optionSpec,
+  PortSchema,
+} from '../shared/options';
 
-export const DEFAULT_HOST = '127.0.0.1';
-/** How the primary picks the worker of the next task: see server/round-robin.ts. */
+/** How the primary picks the worker of the next task: see round-robin.ts. */
 export const DISPATCH_MODES = ['round-robin', 'least-loaded'] as const;
 export type DispatchMode = (typeof DISPATCH_MODES)[number];
-export const DEFAULT_PORT = 5000;
-
-/** An integer option given as text (command line, environment) or as a number (tests). */
-export function intOption(min: number, max: number) {
-  return z.preprocess(
-    (value) => (typeof value === 'string' && /^-?\d+$/.test(value.trim()) ? Number(value) : value),
-    z.number().int().min(min).max(max),
-  );
-}
-
-/** A flag: present on the command line, or `1`/`true`/`0`/`false` in the environment. */
-export const flagOption = z.preprocess((value) => {
-  if (typeof value !== 'string') return value;
-  if (/^(1|true|yes)$/i.test(value)) return true;
-  if (/^(0|false|no)$/i.test(value)) return false;
-  return value;
-}, z.boolean());
 
 /** Defaults of the primary's options, shared by the schema and the usage text. */
 export const SERVER_DEFAULTS = {
@@ -48,9 +39,6 @@ export const SERVER_DEFAULTS = {
   shutdownTimeoutMs: 10_000,
   workerReadyTimeoutMs: 10_000,
 } as const;
-
-export const HostSchema = z.string().min(1).max(255);
-export const PortSchema = intOption(0, 65535);
 
 export const ServerConfigSchema = z
   .strictObject({
@@ -214,54 +202,6 @@ function readTokenFile(file: string): { ok: true; token: string } | { ok: false;
     return { ok: false, message: `--token-file ${file}: its first line must be a token of 8 to 1024 characters` };
   }
   return { ok: true, token };
-}
-
-/**
- * The options an object schema takes, for parseArgs: every key of its shape, the flags being those
- * built on flagOption. Derived rather than listed, so that an option added to a schema is known to
- * the parser with no other change.
- * @param extraFlags options of the shape that may also stand alone (`--retry` or `--retry=3`).
- */
-export function optionSpec(schema: { shape: Record<string, z.core.$ZodType> }, extraFlags: readonly string[] = []): OptionSpec {
-  const flags = new Set<string>();
-  const values = new Set<string>();
-  for (const [name, option] of Object.entries(schema.shape)) {
-    (isFlag(option) || extraFlags.includes(name) ? flags : values).add(name);
-  }
-  return { flags, values };
-}
-
-function isFlag(option: z.core.$ZodType): boolean {
-  let inner = option;
-  // `flagOption.default(false)` and `.optional()` wrap it; the flag is what they wrap.
-  for (;;) {
-    if (inner instanceof z.core.$ZodDefault || inner instanceof z.core.$ZodOptional) inner = inner._zod.def.innerType;
-    else return inner === flagOption;
-  }
-}
-
-/**
- * Names each issue by its option, e.g. `--port must be at most 65535`, or by the environment
- * variable its value came from (`RONDA_PORT must be a number, not a string`).
- * @param fromEnvironment option -> variable, for the values withEnvironment took from one.
- */
-export function describeOptionIssues(
-  issues: readonly z.core.$ZodIssue[],
-  fromEnvironment: ReadonlyMap<string, string> = new Map(),
-): string {
-  return issues
-    .map((issue) => {
-      const [option, ...rest] = issue.path;
-      const name =
-        option === undefined ? 'options' : (fromEnvironment.get(String(option)) ?? `--${kebabCase(String(option))}`);
-      if (issue.code === 'unrecognized_keys') {
-        return `unknown option${issue.keys.length > 1 ? 's' : ''} ${issue.keys
-          .map((key) => `--${kebabCase(key)}`)
-          .join(', ')}`;
-      }
-      return describeIssue({ ...issue, path: rest }, name);
-    })
-    .join('; ');
 }
 
 export function isLoopback(host: string): boolean {
