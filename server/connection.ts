@@ -16,6 +16,8 @@ import {
   type Submit,
 } from '../shared/protocol';
 import type { ResultsFilter } from '../shared/results-db';
+import { PlainReplies } from './plain-replies';
+import { ReplyWriter } from './reply-writer';
 import type { Outcome, Task, TaskOwner } from './task';
 
 /**
@@ -70,10 +72,6 @@ export interface ConnectionContext {
 
 type Reply = ServerMessage;
 
-/** A plain-text reply owed, in line order; `text` is set when its task settles. */
-interface PlainReply {
-  text: string | undefined;
-}
 
 /** A line read and not yet handled, parsed when it reaches the head of the backlog. */
 interface Pending {
@@ -118,9 +116,8 @@ export class Connection implements TaskOwner {
   logged = false;
   private readonly splitter = new LineSplitter();
   private readonly inflightIds = new Set<string>();
-  /** Plain-text replies in the order their lines arrived; `undefined` until the task settles. */
-  private readonly plainReplies: PlainReply[] = [];
-  private readonly plainByTask = new Map<string, PlainReply>();
+  /** Plain-text replies, kept in the order their lines arrived. */
+  private readonly plainReplies = new PlainReplies();
   /** Lines read and not yet handled, oldest first from `backlogHead`. */
   private backlog: (Pending | undefined)[] = [];
   private backlogHead = 0;
@@ -145,10 +142,8 @@ export class Connection implements TaskOwner {
   private answerLater = false;
   private closed = false;
   private reading = true;
-  private writeBlocked = false;
-  /** performance.now() since which the socket's writes have been blocked (the client reads nothing). */
-  private blockedSince: number | undefined;
-  private out = '';
+  /** Its replies, coalesced, and what it owes the client. */
+  private readonly replies: ReplyWriter;
   private plainTimer: NodeJS.Timeout | undefined;
   /** performance.now() of the last complete line: idleness counts from there, not from any byte. */
   private lastLineAt = performance.now();
@@ -167,11 +162,7 @@ export class Connection implements TaskOwner {
     socket.setKeepAlive(true, 60_000);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('end', () => this.onEnd());
-    socket.on('drain', () => {
-      this.writeBlocked = false;
-      this.blockedSince = undefined;
-      this.work();
-    });
+    this.replies = new ReplyWriter(socket, () => this.work());
     socket.on('error', () => undefined); // 'close' follows; a reset peer is not the server's error.
     socket.on('close', () => this.onClose());
     this.armIdleTimer(context.idleTimeoutMs);
@@ -217,11 +208,11 @@ export class Connection implements TaskOwner {
     this.pending -= 1;
     this.pendingChars -= task.chars;
     if (task.clientId !== undefined) this.inflightIds.delete(task.clientId);
-    const plain = this.plainByTask.get(task.taskId);
+    const plain = this.plainReplies.settle(task.taskId, () =>
+      outcome.status === 'done' ? plainResult(outcome) : `error: ${outcome.error.message}`,
+    );
     if (plain !== undefined) {
-      this.plainByTask.delete(task.taskId);
-      plain.text = outcome.status === 'done' ? plainResult(outcome) : `error: ${outcome.error.message}`;
-      this.flushPlain();
+      this.write(plain);
     } else {
       const ms = Math.round((performance.now() - task.acceptedAt) * 100) / 100;
       const id = task.clientId ?? task.taskId;
@@ -365,8 +356,7 @@ export class Connection implements TaskOwner {
       if (line.code === ErrorCode.LINE_TOO_LONG) {
         this.refuseAll({ code: line.code, message: 'line is longer than 1 MiB; closing the connection' });
       } else if (this.plainClient) {
-        this.plainReplies.push({ text: 'error: line is not valid UTF-8' });
-        this.flushPlain();
+        this.write(this.plainReplies.answer('error: line is not valid UTF-8'));
       } else {
         this.send({ type: 'error', code: line.code, message: 'line is not valid UTF-8' });
       }
@@ -389,16 +379,13 @@ export class Connection implements TaskOwner {
       return;
     }
     this.plainClient = true;
-    const entry: PlainReply = { text: undefined };
-    this.plainReplies.push(entry);
     const refused = this.refusal('text');
     if (refused !== undefined) {
-      entry.text = `error: ${refused.message}`;
-      this.flushPlain();
+      this.write(this.plainReplies.answer(`error: ${refused.message}`));
       return;
     }
     const task = this.accept(undefined, 'text', text, this.context.defaultTimeoutMs, text.length);
-    this.plainByTask.set(task.taskId, entry);
+    this.plainReplies.expect(task.taskId);
     this.context.submit(task);
   }
 
@@ -585,7 +572,8 @@ export class Connection implements TaskOwner {
     if (this.closed) return;
     const limit = this.context.idleTimeoutMs;
     const now = performance.now();
-    if (this.blockedSince !== undefined && now - this.blockedSince >= limit) {
+    const { blockedSince } = this.replies;
+    if (blockedSince !== undefined && now - blockedSince >= limit) {
       this.socket.destroy();
       return;
     }
@@ -596,48 +584,22 @@ export class Connection implements TaskOwner {
       this.refuse({ code: ErrorCode.IDLE_TIMEOUT, message: `idle for ${limit} ms; closing` });
     }
     const untilIdle = busy || this.ended ? limit : limit - idleFor;
-    const untilStalled = this.blockedSince === undefined ? limit : limit - (now - this.blockedSince);
+    const untilStalled = blockedSince === undefined ? limit : limit - (now - blockedSince);
     this.armIdleTimer(Math.max(1, Math.min(untilIdle, untilStalled)));
   }
 
   // ---- writing and closing ---------------------------------------------------------------------
 
   private owedChars(): number {
-    return this.out.length + this.socket.writableLength;
+    return this.replies.owedChars;
   }
 
   private send(reply: Reply): void {
     this.write(`${JSON.stringify(reply)}\n`);
   }
 
-  private flushPlain(): void {
-    let text = '';
-    while (this.plainReplies.length > 0 && this.plainReplies[0]?.text !== undefined) {
-      text += `${(this.plainReplies.shift() as PlainReply).text}\n`;
-    }
-    if (text !== '') this.write(text);
-  }
-
   private write(text: string): void {
-    if (this.closed) return;
-    if (this.out === '') {
-      // Replies settled in the same turn (one IPC batch) go out in one write.
-      process.nextTick(() => this.flushOut());
-    }
-    this.out += text;
-  }
-
-  private flushOut(): void {
-    const text = this.out;
-    this.out = '';
-    if (this.closed || text === '') return;
-    if (!this.socket.write(text) && !this.writeBlocked) {
-      this.writeBlocked = true;
-      this.blockedSince = performance.now();
-    }
-    // The replies owed may have gone straight to the kernel (no 'drain' will come): a line that
-    // waited for them to shrink can be handled now.
-    this.work();
+    this.replies.write(text);
   }
 
   /** Ends a finished connection once nothing more is owed to it. */
@@ -647,7 +609,7 @@ export class Connection implements TaskOwner {
       !this.answerLater &&
       this.pending === 0 &&
       !this.querying &&
-      this.out === '' &&
+      !this.replies.pending &&
       (this.refused || this.backlogHead === this.backlog.length)
     ) {
       this.socket.end();
@@ -674,7 +636,7 @@ export class Connection implements TaskOwner {
     // line is answered, and a task line is seen (and not taken for idleness) while it waits.
     const read =
       !this.ended &&
-      !this.writeBlocked &&
+      !this.replies.isBlocked &&
       this.backlogHead === this.backlog.length &&
       this.ownRoomForTask(0) &&
       this.owedChars() < MAX_OWED_REPLY_CHARS;
@@ -686,6 +648,7 @@ export class Connection implements TaskOwner {
 
   private onClose(): void {
     this.closed = true;
+    this.replies.close();
     this.ended = true;
     this.clearPlainTimer();
     if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);

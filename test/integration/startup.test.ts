@@ -156,8 +156,14 @@ describe('start-up: one cluster per data dir, and failures that name their cause
     expect(await good.next((message) => message.type === 'hello')).to.include({ server: 'ronda' });
     good.send({ type: 'submit', id: 'g', payload: 'x' });
     expect(await good.reply('g')).to.include({ type: 'done' });
-    // The oldest silent one made room; the others are closed after the idle timeout (or 10 s).
-    for (const client of silent) await client.waitClosed(8_000);
+    // The oldest silent one made room; the others are closed after the idle timeout (or 10 s). The
+    // good client keeps talking meanwhile, or it would be idle as long as they are.
+    const talking = setInterval(() => good.send({ type: 'stats' }), 300);
+    try {
+      for (const client of silent) await client.waitClosed(8_000);
+    } finally {
+      clearInterval(talking);
+    }
     for (const client of silent) {
       const error = client.messages.find((message) => message.type === 'error');
       expect(['UNAUTHORIZED', 'IDLE_TIMEOUT']).to.include(error?.type === 'error' ? error.code : undefined);
