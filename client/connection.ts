@@ -67,7 +67,8 @@ const CLOSING_CODES: ReadonlySet<string> = new Set([
   ErrorCode.LINE_TOO_LONG,
 ]);
 
-type Waiter = { resolve: (reply: ServerMessage) => void; reject: (error: Error) => void };
+/** A request in flight. A submit's reply is checked to be `done` or `failed` where it arrives. */
+type Waiter = { resolve: (reply: ServerMessage) => void; reject: (error: Error) => void; submit: boolean };
 
 export interface ResultsOptions {
   limit?: number;
@@ -216,17 +217,8 @@ export class RondaConnection extends EventEmitter {
         return;
       }
       this.submitsInFlight += 1;
-      this.waiters.set(id, {
-        resolve: (reply) => {
-          this.submitsInFlight -= 1;
-          if (reply.type === 'done' || reply.type === 'failed') resolve(reply);
-          else reject(unexpected('done or failed', reply));
-        },
-        reject: (error) => {
-          this.submitsInFlight -= 1;
-          reject(error);
-        },
-      });
+      // No closure of its own per task: thousands are in flight at once (onMessage checks the type).
+      this.waiters.set(id, { resolve: resolve as (reply: ServerMessage) => void, reject, submit: true });
       this.writeLine(line);
     });
   }
@@ -267,7 +259,7 @@ export class RondaConnection extends EventEmitter {
   /** Sends a request and resolves with the reply that echoes its id. */
   private request(id: string, message: object): Promise<ServerMessage> {
     return new Promise((resolve, reject) => {
-      this.waiters.set(id, { resolve, reject });
+      this.waiters.set(id, { resolve, reject, submit: false });
       this.writeLine(JSON.stringify(message));
     });
   }
@@ -324,15 +316,16 @@ export class RondaConnection extends EventEmitter {
     const id = message.id;
     const waiter = id === undefined ? undefined : this.waiters.get(id);
     if (waiter === undefined || id === undefined) return; // nobody asked (or it was given up)
-    this.waiters.delete(id);
-    waiter.resolve(message);
+    this.take(id, waiter);
+    if (waiter.submit && message.type !== 'done' && message.type !== 'failed') waiter.reject(unexpected('done or failed', message));
+    else waiter.resolve(message);
   }
 
   private onError(error: ErrorData & { id?: string | undefined }): void {
     const rondaError = new RondaError(error.code, error.message);
     const waiter = error.id === undefined ? undefined : this.waiters.get(error.id);
     if (waiter !== undefined && error.id !== undefined) {
-      this.waiters.delete(error.id);
+      this.take(error.id, waiter);
       waiter.reject(rondaError);
       return;
     }
@@ -341,7 +334,7 @@ export class RondaConnection extends EventEmitter {
       this.closedError ??= rondaError;
       const hello = this.helloId === undefined ? undefined : this.waiters.get(this.helloId);
       if (hello !== undefined && this.helloId !== undefined && error.code === ErrorCode.UNAUTHORIZED) {
-        this.waiters.delete(this.helloId);
+        this.take(this.helloId, hello);
         hello.reject(rondaError);
         return;
       }
@@ -360,9 +353,16 @@ export class RondaConnection extends EventEmitter {
     this.emit('close', this.closedError);
   }
 
+  /** Forgets a request that has its answer. */
+  private take(id: string, waiter: Waiter): void {
+    this.waiters.delete(id);
+    if (waiter.submit) this.submitsInFlight -= 1;
+  }
+
   private rejectAll(error: Error): void {
     const waiters = [...this.waiters.values()];
     this.waiters.clear();
+    this.submitsInFlight = 0;
     for (const waiter of waiters) waiter.reject(error);
   }
 }
