@@ -5,7 +5,7 @@
  * its own latency), and the seed's one-task-at-a-time client.
  */
 import { performance } from 'node:perf_hooks';
-import { RondaConnection, type TaskReply } from '../client/connection';
+import { RondaConnection, type TaskReply } from '../client/ronda-connection';
 import { Histogram } from './histogram';
 
 export interface Endpoint {

@@ -8,7 +8,7 @@
 import { performance } from 'node:perf_hooks';
 import type { WorkerStats } from '../shared/protocol';
 import { Failures, withDeadline } from './load';
-import type { RondaConnection, TaskReply } from '../client/connection';
+import type { RondaConnection, TaskReply } from '../client/ronda-connection';
 
 /** A worker younger than this at its death counts as dying young (WorkerSlot's MIN_UPTIME_MS). */
 const MIN_VICTIM_UPTIME_MS = 1_100;

@@ -10,7 +10,7 @@ import { closeAll, connectAll, paced, saturate, serial, withDeadline, type Endpo
 import { memoryOf, meterPhase, type PhaseCost, type Watched } from './proc';
 import { measureRecovery } from './recovery';
 import { spread, targetMet, type CpuByPhase, type Figure } from './report';
-import type { RondaConnection } from '../client/connection';
+import type { RondaConnection } from '../client/ronda-connection';
 
 export interface BenchPlan {
   runs: number;

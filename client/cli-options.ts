@@ -28,13 +28,13 @@ const RetrySchema = z.preprocess((value) => (value === true ? DEFAULT_RETRY_ATTE
 export const ConsoleOptionsSchema = z.strictObject({ ...AddressShape, retry: RetrySchema.default(0) });
 export type ConsoleOptions = z.infer<typeof ConsoleOptionsSchema>;
 
-export const SubmitOptionsSchema = z.strictObject({
+export const SubmitCommandSchema = z.strictObject({
   ...AddressShape,
   kind: KindSchema.default('text'),
   json: flagOption.default(false),
   timeoutMs: intOption(1, 3_600_000).optional(),
 });
-export type SubmitOptions = z.infer<typeof SubmitOptionsSchema>;
+export type SubmitCommandOptions = z.infer<typeof SubmitCommandSchema>;
 
 export const ResultsOptionsSchema = z.strictObject({
   ...AddressShape,
@@ -77,7 +77,7 @@ export function parseCommandLine<Schema extends z.ZodObject>(
 
 /** Every option of a command that takes a value, so that a value before the command is skipped. */
 const VALUE_OPTIONS: ReadonlySet<string> = new Set(
-  [ConsoleOptionsSchema, SubmitOptionsSchema, ResultsOptionsSchema, StatsOptionsSchema].flatMap((schema) => [
+  [ConsoleOptionsSchema, SubmitCommandSchema, ResultsOptionsSchema, StatsOptionsSchema].flatMap((schema) => [
     ...(optionSpec(schema, VALUE_OPTIONAL).values ?? []),
   ]),
 );

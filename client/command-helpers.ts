@@ -2,7 +2,7 @@
 import type { z } from 'zod';
 import { messageOf, RondaError } from '../shared/errors';
 import { parseCommandLine } from './cli-options';
-import type { RondaConnection } from './connection';
+import type { RondaConnection } from './ronda-connection';
 import { describeLostConnection, openConnection, type OpenedConnection, type ServerAddress } from './open-connection';
 import type { Output } from './output';
 

@@ -5,7 +5,7 @@
 import { messageOf, RondaError } from '../shared/errors';
 import { addressOf, CONNECTION_HELP, ConsoleOptionsSchema, type ConsoleOptions } from './cli-options';
 import { EXIT_FAILED, readCommandLine } from './command-helpers';
-import { RondaConnection } from './connection';
+import { RondaConnection } from './ronda-connection';
 import { ConsoleSession } from './console-session';
 import { describeConnectError, openConnection, opened, type OpenedConnection } from './open-connection';
 import type { Output } from './output';

@@ -5,7 +5,7 @@
  */
 import { ErrorCode, messageOf, RondaError } from '../shared/errors';
 import { addressOf, type ConsoleOptions } from './cli-options';
-import { RondaConnection } from './connection';
+import { RondaConnection } from './ronda-connection';
 import { CONSOLE_HELP, parseConsoleLine } from './console-line';
 import { payloadSchemasOf, type PayloadSchemas } from './console-payload';
 import { formatNoReply, formatReply } from './format';

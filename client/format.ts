@@ -5,7 +5,7 @@
 import type { ChalkInstance } from 'chalk';
 import { paintSlot } from '../shared/logger';
 import { ErrorDataSchema, type ResultRow, type StatsReply, type WorkerStats } from '../shared/protocol';
-import type { TaskReply } from './connection';
+import type { TaskReply } from './ronda-connection';
 import type { Column } from './output';
 
 /** Longest task or result text shown in a table cell before it is cut with an ellipsis. */

@@ -5,7 +5,7 @@
  *     const done = await client.submit('fib', { n: 25 }); // { result: 75025, worker: 2, taskId, ms }
  *     await client.close();
  *
- * A thin layer over the connection the `ronda` command uses (client/connection.ts, the only
+ * A thin layer over the connection the `ronda` command uses (client/ronda-connection.ts, the only
  * implementation of the protocol): a failed task rejects with a RondaError whose `code` is the
  * stable error code, and submits beyond the window wait their turn without being written, so
  * memory is bounded by what the caller itself holds.
@@ -13,11 +13,11 @@
 import { EventEmitter } from 'node:events';
 import { ErrorCode, RondaError } from '../shared/errors';
 import type { DoneReply, ResultRow, StatsReply } from '../shared/protocol';
-import { RondaConnection, type HelloReply, type ResultsOptions } from './connection';
+import { RondaConnection, type HelloReply, type ResultsOptions } from './ronda-connection';
 
 export { ErrorCode, RondaError } from '../shared/errors';
 export type { DoneReply, ResultRow, StatsReply, WorkerStats } from '../shared/protocol';
-export type { HelloReply, ResultsOptions } from './connection';
+export type { HelloReply, ResultsOptions } from './ronda-connection';
 
 /** The most submits a client has written and not yet had answered: the server's own cap per connection. */
 export const DEFAULT_MAX_IN_FLIGHT = 4096;

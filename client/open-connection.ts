@@ -4,7 +4,7 @@
  */
 import { ErrorCode, messageOf, RondaError } from '../shared/errors';
 import { addressOf } from './cli-options';
-import { RondaConnection, type HelloReply } from './connection';
+import { RondaConnection, type HelloReply } from './ronda-connection';
 
 export interface ServerAddress {
   host: string;

@@ -5,9 +5,9 @@
  */
 import readline from 'node:readline';
 import { RondaError } from '../shared/errors';
-import { CONNECTION_HELP, SubmitOptionsSchema } from './cli-options';
+import { CONNECTION_HELP, SubmitCommandSchema } from './cli-options';
 import { EXIT_FAILED, EXIT_OK, readCommandLine, usageError, withConnection } from './command-helpers';
-import type { RondaConnection, TaskReply } from './connection';
+import type { RondaConnection, TaskReply } from './ronda-connection';
 import { taskPayload } from './console-line';
 import { describeTask, formatNoReply, formatReply } from './format';
 import { describeLostConnection } from './open-connection';
@@ -38,13 +38,13 @@ interface TaskLine {
   text: string;
 }
 
-type Outcome =
+type Answer =
   | { task: TaskLine; reply: TaskReply }
   | { task: TaskLine; refused: RondaError }
   | { task: TaskLine; lost: Error };
 
 export async function submitCommand(argv: readonly string[], output: Output): Promise<number> {
-  const commandLine = readCommandLine(SubmitOptionsSchema, argv, output, { command: 'submit', usage: SUBMIT_USAGE, positionals: true });
+  const commandLine = readCommandLine(SubmitCommandSchema, argv, output, { command: 'submit', usage: SUBMIT_USAGE, positionals: true });
   if (typeof commandLine === 'number') return commandLine;
   const { options, positionals } = commandLine;
   const fromStdin =
@@ -104,14 +104,14 @@ class SubmitRun {
     private readonly options: { kind: string; json: boolean; timeoutMs?: number | undefined },
   ) {}
 
-  start(task: TaskLine): Promise<Outcome> {
+  start(task: TaskLine): Promise<Answer> {
     this.started += 1;
     const payload = taskPayload(this.options.kind, task.text);
     const { timeoutMs } = this.options;
     const submitOptions = { id: String(task.number), ...(timeoutMs === undefined ? {} : { timeoutMs }) };
     return this.connection.submit(this.options.kind, payload, submitOptions).then(
-      (reply): Outcome => ({ task, reply }),
-      (error: unknown): Outcome => {
+      (reply): Answer => ({ task, reply }),
+      (error: unknown): Answer => {
         // A refusal with this task's id arrives on an open connection; anything else means it is gone.
         if (error instanceof RondaError && !this.connection.closed) return { task, refused: error };
         return { task, lost: error instanceof Error ? error : new Error(String(error)) };
@@ -119,7 +119,7 @@ class SubmitRun {
     );
   }
 
-  emit(outcome: Outcome): void {
+  emit(outcome: Answer): void {
     if ('lost' in outcome) {
       this.lost ??= outcome.lost;
       return;

@@ -5,7 +5,7 @@ import type { WorkerStats } from '../shared/protocol';
 import { findStoredIn } from '../shared/results-db';
 import type { DispatchMode } from './config';
 import { RoundRobin } from './round-robin';
-import { StandbyPool } from './standby-pool';
+import { Standby } from './standby';
 import type { Outcome, Task } from './task';
 import { WorkerSlot, type SlotEvents } from './worker-slot';
 
@@ -59,7 +59,7 @@ export class Dispatcher implements SlotEvents {
   private readonly ring: RoundRobin<WorkerSlot>;
   private queue: Task[] = [];
   /** A worker process forked ahead of need, so that a dead worker's replacement is ready sooner. */
-  private readonly standbys: StandbyPool;
+  private readonly standby: Standby;
   private isSaturated = false;
   /** Characters of payload waiting in the queue: a count of tasks alone does not bound memory. */
   private queuedChars = 0;
@@ -69,7 +69,7 @@ export class Dispatcher implements SlotEvents {
   private idleWaiters: (() => void)[] = [];
 
   constructor(private readonly options: DispatcherOptions) {
-    this.standbys = new StandbyPool(options.script, options.standbyArgs ?? [], options.logger, options.env);
+    this.standby = new Standby(options.script, options.standbyArgs ?? [], options.logger, options.env);
     this.slots = Array.from(
       { length: options.workers },
       (_, index) =>
@@ -81,7 +81,7 @@ export class Dispatcher implements SlotEvents {
           readyTimeoutMs: options.readyTimeoutMs,
           logger: options.logger,
           events: this,
-          spawn: (args) => this.standbys.fork(args),
+          spawn: (args) => this.standby.fork(args),
           endGroup,
           findStored: (taskIds) => findStoredIn(options.file(index + 1), taskIds),
         }),
@@ -94,7 +94,7 @@ export class Dispatcher implements SlotEvents {
     this.lastSweepAt = performance.now();
     this.sweepTimer = setInterval(() => this.sweep(), TIMEOUT_SWEEP_MS).unref();
     await Promise.all(this.slots.map((slot) => slot.start()));
-    this.standbys.start();
+    this.standby.start();
   }
 
   get queued(): number {
@@ -143,7 +143,7 @@ export class Dispatcher implements SlotEvents {
   /** Stops every worker (they close their databases); safe to call twice. */
   async stop(timeoutMs?: number): Promise<void> {
     if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer);
-    this.standbys.close();
+    this.standby.close();
     await Promise.all(this.slots.map((slot) => slot.stop(timeoutMs)));
   }
 
@@ -161,7 +161,7 @@ export class Dispatcher implements SlotEvents {
 
   /** Kills every worker at once. */
   kill(): void {
-    this.standbys.close();
+    this.standby.close();
     for (const slot of this.slots) slot.kill();
   }
 

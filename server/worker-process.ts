@@ -5,7 +5,7 @@ import { JsonLines } from '../shared/json-lines';
 import { CHANNEL_FD, MAX_FROM_WORKER_LINE_CHARS, WATCHDOG_FD } from '../shared/protocol';
 
 /**
- * A worker process as the primary sees it. WorkerSlot and StandbyPool use this shape; tests give
+ * A worker process as the primary sees it. WorkerSlot and Standby use this shape; tests give
  * them a fake with the same one.
  *
  * Events: `message` (a value from the worker, unchecked), `malformed` (it wrote something that is

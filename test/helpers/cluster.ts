@@ -8,7 +8,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { RondaConnection } from '../../client/connection';
+import { RondaConnection } from '../../client/ronda-connection';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 /**

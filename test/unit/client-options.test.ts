@@ -6,7 +6,7 @@ import {
   ResultsOptionsSchema,
   StatsOptionsSchema,
   splitCommand,
-  SubmitOptionsSchema,
+  SubmitCommandSchema,
 } from '../../client/cli-options';
 
 describe('client options (client/cli-options.ts)', function () {
@@ -46,16 +46,16 @@ describe('client options (client/cli-options.ts)', function () {
   it('names the option and the rule of a bad value', function () {
     expect(parseCommandLine(ConsoleOptionsSchema, ['--port', '0'], {})).to.deep.equal({ ok: false, message: '--port must be at least 1' });
     expect(parseCommandLine(ResultsOptionsSchema, ['--limit', '5000'], {})).to.deep.equal({ ok: false, message: '--limit must be at most 1000' });
-    expect(parseCommandLine(SubmitOptionsSchema, ['--kind', 'Bad!'], {})).to.deep.include({ ok: false });
-    expect(parseCommandLine(SubmitOptionsSchema, ['--kind'], {})).to.deep.equal({
+    expect(parseCommandLine(SubmitCommandSchema, ['--kind', 'Bad!'], {})).to.deep.include({ ok: false });
+    expect(parseCommandLine(SubmitCommandSchema, ['--kind'], {})).to.deep.equal({
       ok: false,
       message: '--kind needs a value: --kind <value> or --kind=<value>',
     });
   });
 
   it('names an unknown option as unknown, even as the last word, with the nearest option of that command', function () {
-    expect(parseCommandLine(SubmitOptionsSchema, ['--colour'], {})).to.deep.equal({ ok: false, message: 'unknown option --colour' });
-    expect(parseCommandLine(SubmitOptionsSchema, ['--colour', 'red'], {})).to.deep.equal({ ok: false, message: 'unknown option --colour' });
+    expect(parseCommandLine(SubmitCommandSchema, ['--colour'], {})).to.deep.equal({ ok: false, message: 'unknown option --colour' });
+    expect(parseCommandLine(SubmitCommandSchema, ['--colour', 'red'], {})).to.deep.equal({ ok: false, message: 'unknown option --colour' });
     expect(parseCommandLine(StatsOptionsSchema, ['--jsn'], {})).to.deep.equal({ ok: false, message: 'unknown option --jsn (did you mean --json?)' });
     // --retry is the console's; stats does not know it, and --data-dir is only results'.
     expect(parseCommandLine(StatsOptionsSchema, ['--retry'], {})).to.deep.include({ ok: false });
@@ -68,13 +68,13 @@ describe('client options (client/cli-options.ts)', function () {
   });
 
   it('takes -h for --help', function () {
-    const parsed = parseCommandLine(SubmitOptionsSchema, ['-h'], {});
+    const parsed = parseCommandLine(SubmitCommandSchema, ['-h'], {});
     expect(parsed.ok && parsed.options.help).to.equal(true);
     expect(parsed.ok && parsed.positionals).to.deep.equal([]);
   });
 
   it('keeps positional tasks in order, options anywhere', function () {
-    const parsed = parseCommandLine(SubmitOptionsSchema, ['a', '--kind', 'hash', 'b', '--json', '--', '--c'], {});
+    const parsed = parseCommandLine(SubmitCommandSchema, ['a', '--kind', 'hash', 'b', '--json', '--', '--c'], {});
     expect(parsed.ok && parsed.positionals).to.deep.equal(['a', 'b', '--c']);
     expect(parsed.ok && parsed.options).to.deep.include({ kind: 'hash', json: true });
   });

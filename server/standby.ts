@@ -11,10 +11,10 @@ export const STANDBY_REFILL_MS = 100;
 /**
  * Keeps one worker process forked ahead of need: booting Node and loading zod and sqlite3 takes
  * most of a replacement's 200-500 ms on a 2-core machine, while a standby that is told its slot
- * only opens the database (a few ms). A standby has no database and no tasks; it exits with its
- * IPC channel, so it never outlives the primary.
+ * only opens the database (a few ms). A standby has no database and no tasks; it exits when its
+ * channel to the primary closes, so it never outlives the primary.
  */
-export class StandbyPool {
+export class Standby {
   /** The standby, once it has said it is loaded and listening. */
   private standby: WorkerProcess | undefined;
   /** A standby still loading. */

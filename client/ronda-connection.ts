@@ -32,7 +32,7 @@ export interface ConnectOptions {
   connectTimeoutMs?: number;
 }
 
-export interface SubmitOptions {
+export interface TaskOptions {
   /** The task's id; one is made up when absent. Must not be in flight already. */
   id?: string;
   timeoutMs?: number;
@@ -198,7 +198,7 @@ export class RondaConnection extends EventEmitter {
   }
 
   /** Submits a task; resolves with its `done` or `failed` reply. */
-  submit(kind: string, payload: unknown, options: SubmitOptions = {}): Promise<TaskReply> {
+  submit(kind: string, payload: unknown, options: TaskOptions = {}): Promise<TaskReply> {
     const id = options.id ?? this.freeId('c');
     return new Promise((resolve, reject) => {
       if (this.waiters.has(id)) {
