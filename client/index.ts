@@ -71,6 +71,9 @@ export class RondaClient extends EventEmitter {
   readonly closed: Promise<Error>;
   private inFlight = 0;
   private readonly waiting: Queued[] = [];
+  private closing: Promise<void> | undefined;
+  /** Told when the last waiting submit has been sent (close() waits for it). */
+  private sentAll: (() => void) | undefined;
 
   /** Use connect(). */
   constructor(
@@ -98,6 +101,9 @@ export class RondaClient extends EventEmitter {
   submit(kind: string, payload: unknown, options: SubmitOptions = {}): Promise<TaskResult> {
     const { signal } = options;
     if (signal?.aborted === true) return Promise.reject(signal.reason);
+    if (this.closing !== undefined) {
+      return Promise.reject(new RondaError(ErrorCode.SHUTTING_DOWN, 'the client is closing: close() was called before this submit'));
+    }
     return new Promise<TaskResult>((resolve, reject) => {
       let settled = false;
       const finish = (outcome: () => void): void => {
@@ -144,11 +150,19 @@ export class RondaClient extends EventEmitter {
   }
 
   /**
-   * Ends the connection once what was written has gone out; resolves when the socket is closed.
-   * Tasks still waiting for a reply then reject (their tasks still run and are stored).
+   * Ends the connection gracefully: every submit made before it is sent (those waiting for room in
+   * the window too) and answered, then the socket is closed; resolves once it is. Submits made
+   * after it reject with SHUTTING_DOWN. Safe to call twice.
    */
-  async close(): Promise<void> {
-    await this.connection.close();
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      if (this.waiting.length > 0 && !this.connection.closed) {
+        await Promise.race([new Promise<void>((resolve) => (this.sentAll = resolve)), this.closed]);
+      }
+      // The server answers what was sent before it closes its side (a half-close).
+      await this.connection.close();
+    })();
+    return this.closing;
   }
 
   private release(): void {
@@ -157,6 +171,7 @@ export class RondaClient extends EventEmitter {
       const next = this.waiting.shift() as Queued;
       if (!next.cancelled) next.start();
     }
+    if (this.waiting.length === 0) this.sentAll?.();
   }
 }
 

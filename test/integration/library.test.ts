@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { connect, RondaError } from '../../client/index';
 import { ROOT, startCluster, stopClusters, testDir } from '../helpers/cluster';
 
 interface Run {
@@ -34,6 +35,16 @@ async function scratchProject(): Promise<string> {
   await symlink(ROOT, path.join(dir, 'node_modules', 'ronda'), 'dir');
   await writeFile(path.join(dir, 'package.json'), JSON.stringify({ name: 'scratch', private: true, dependencies: { ronda: `file:${ROOT}` } }));
   return dir;
+}
+
+/** What a promise rejects with; fails the test if it resolves. */
+async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  throw new Error('expected a rejection');
 }
 
 const TSC = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
@@ -96,6 +107,41 @@ console.log(done.result);
     const esm = await run(process.execPath, ['use.mjs'], { cwd: dir });
     expect(esm.code, esm.output).to.equal(0);
     expect(esm.output.trim()).to.equal('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
+  });
+
+  it('close() sends and answers every submit made before it, those waiting for the window too; later ones reject', async function () {
+    const cluster = await startCluster({ args: ['--quiet'] });
+    const client = await connect({ port: cluster.port, maxInFlight: 4 });
+    const submits = Array.from({ length: 12 }, (_, i) => client.submit('sleep', { ms: 100 }, { id: `s${i}` }).then((done) => done.taskId));
+    const closing = client.close();
+    const late = await rejection(client.submit('text', 'late'));
+    expect(late).to.be.instanceOf(RondaError).and.to.include({ code: 'SHUTTING_DOWN' });
+    const taskIds = await Promise.all(submits);
+    expect(new Set(taskIds).size).to.equal(12);
+    await closing;
+    expect(await client.closed).to.be.instanceOf(Error);
+  });
+
+  it('rejects a task by its code, stops waiting on an abort, and bounds what it writes to the window', async function () {
+    const cluster = await startCluster({ args: ['--quiet', '--workers', '1'] });
+    const client = await connect({ port: cluster.port, maxInFlight: 2 });
+    try {
+      const error = await rejection(client.submit('fib', { n: 99 }));
+      expect(error).to.be.instanceOf(RondaError).and.to.include({ code: 'BAD_PAYLOAD' });
+      // Two long tasks fill the window; a third waits unsent and is given up.
+      const first = client.submit('sleep', { ms: 400 });
+      const second = client.submit('sleep', { ms: 400 });
+      const controller = new AbortController();
+      const third = client.submit('text', 'never sent', { signal: controller.signal, id: 'third' });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect((await client.stats()).accepted, 'the third is not sent while the window is full').to.equal(3); // fib, and the two sleeps
+      controller.abort(new Error('changed my mind'));
+      expect(await rejection(third)).to.have.property('message', 'changed my mind');
+      await Promise.all([first, second]);
+      expect(await client.results({ taskId: 'third' })).to.deep.equal([]);
+    } finally {
+      await client.close();
+    }
   });
 
   it('type-checks a TypeScript file that uses it under strict, and catches one that misuses it', async function () {
