@@ -212,11 +212,11 @@ export class Connection implements TaskOwner {
       outcome.status === 'done' ? plainResult(outcome) : `error: ${outcome.error.message}`,
     );
     if (plain !== undefined) {
-      this.write(plain);
+      this.replies.write(plain);
     } else {
       const ms = Math.round((performance.now() - task.acceptedAt) * 100) / 100;
       const id = task.clientId ?? task.taskId;
-      if (outcome.status === 'done') this.write(doneLine(id, task, outcome, ms));
+      if (outcome.status === 'done') this.replies.write(doneLine(id, task, outcome, ms));
       else this.send(failedReply(id, task, outcome.error, outcome.worker, ms));
     }
     this.work();
@@ -291,7 +291,7 @@ export class Connection implements TaskOwner {
 
   /** Whether the connection has room now for what this line asks. */
   private mayHandle(next: Pending): boolean {
-    if (this.owedChars() >= MAX_OWED_REPLY_CHARS) return false;
+    if (this.replies.owedChars >= MAX_OWED_REPLY_CHARS) return false;
     if (!next.line.ok) return true;
     const message = this.peek(next);
     if (message === undefined) return true; // answered with an error at once
@@ -356,7 +356,7 @@ export class Connection implements TaskOwner {
       if (line.code === ErrorCode.LINE_TOO_LONG) {
         this.refuseAll({ code: line.code, message: 'line is longer than 1 MiB; closing the connection' });
       } else if (this.plainClient) {
-        this.write(this.plainReplies.answer('error: line is not valid UTF-8'));
+        this.replies.write(this.plainReplies.answer('error: line is not valid UTF-8'));
       } else {
         this.send({ type: 'error', code: line.code, message: 'line is not valid UTF-8' });
       }
@@ -381,7 +381,7 @@ export class Connection implements TaskOwner {
     this.plainClient = true;
     const refused = this.refusal('text');
     if (refused !== undefined) {
-      this.write(this.plainReplies.answer(`error: ${refused.message}`));
+      this.replies.write(this.plainReplies.answer(`error: ${refused.message}`));
       return;
     }
     const task = this.accept(undefined, 'text', text, this.context.defaultTimeoutMs, text.length);
@@ -590,16 +590,8 @@ export class Connection implements TaskOwner {
 
   // ---- writing and closing ---------------------------------------------------------------------
 
-  private owedChars(): number {
-    return this.replies.owedChars;
-  }
-
   private send(reply: Reply): void {
-    this.write(`${JSON.stringify(reply)}\n`);
-  }
-
-  private write(text: string): void {
-    this.replies.write(text);
+    this.replies.write(`${JSON.stringify(reply)}\n`);
   }
 
   /** Ends a finished connection once nothing more is owed to it. */
@@ -639,7 +631,7 @@ export class Connection implements TaskOwner {
       !this.replies.isBlocked &&
       this.backlogHead === this.backlog.length &&
       this.ownRoomForTask(0) &&
-      this.owedChars() < MAX_OWED_REPLY_CHARS;
+      this.replies.owedChars < MAX_OWED_REPLY_CHARS;
     if (read === this.reading) return;
     this.reading = read;
     if (read) this.socket.resume();

@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import type { ServerConfig } from './config';
 import { ErrorCode, messageOf } from '../shared/errors';
 import type { Logger } from '../shared/logger';
-import type { ResultRow, ResultsQuery } from '../shared/protocol';
+import type { ResultRow } from '../shared/protocol';
 import { databaseFile, readResults, type ResultsFilter } from '../shared/results-db';
 import { AuthGuard } from './auth-guard';
 import { Connection, SHUTTING_DOWN, type ConnectionContext } from './connection';
