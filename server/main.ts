@@ -10,6 +10,7 @@ import { Logger } from '../shared/logger';
 import { packageVersion } from '../shared/version';
 import { Primary } from './primary';
 import { messageOf } from '../shared/errors';
+import type { Ready } from '../shared/launch';
 
 const WORKER_SCRIPT = path.join(__dirname, '..', 'worker', 'main.js');
 
@@ -99,7 +100,7 @@ async function main(): Promise<void> {
  * Says where the cluster listens, for a program that started it with --port 0 (the bench, a test
  * harness), so that nothing has to read the log. Written whole or not at all (a rename).
  */
-async function writeReadyFile(file: string, ready: { pid: number; host: string; port: number }): Promise<void> {
+async function writeReadyFile(file: string, ready: Ready): Promise<void> {
   const partial = `${file}.${process.pid}.tmp`;
   try {
     await writeFile(partial, `${JSON.stringify(ready)}\n`);

@@ -3,12 +3,15 @@
  * as a user would, and stops it again. Every cluster started here is stopped by stopClusters(),
  * which integration suites call in afterEach.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import { RondaConnection } from '../../client/ronda-connection';
+import { PrimaryProcess, type Exit } from '../../shared/launch';
+
+export type { Exit } from '../../shared/launch';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 /**
@@ -18,47 +21,47 @@ export const ROOT = path.resolve(__dirname, '..', '..');
 const DIST = process.env.RONDA_TEST_DIST === undefined ? path.join(ROOT, 'dist') : path.resolve(process.env.RONDA_TEST_DIST);
 export const PRIMARY_SCRIPT = path.join(DIST, 'server', 'main.js');
 export const CLI_SCRIPT = path.join(DIST, 'client', 'cli.js');
-
-export interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
+/** Builds from before --ready-file (an older RONDA_TEST_DIST) are found listening by their log line. */
+const WRITES_READY_FILE = readFileSync(PRIMARY_SCRIPT, 'utf8').includes('readyFile');
 
 export class Cluster {
   port = 0;
-  private log = '';
-  private readonly exited: Promise<Exit>;
   private readonly connections: RondaConnection[] = [];
 
   constructor(
-    readonly process: ChildProcess,
+    readonly primary: PrimaryProcess,
     readonly dataDir: string,
     private readonly ownsDataDir: boolean,
-  ) {
-    process.stdout?.setEncoding('utf8').on('data', (text: string) => (this.log += text));
-    process.stderr?.setEncoding('utf8').on('data', (text: string) => (this.log += text));
-    this.exited = new Promise((resolve) => process.once('exit', (code, signal) => resolve({ code, signal })));
+    private readonly readyDir: string,
+  ) {}
+
+  get process(): ChildProcess {
+    return this.primary.child;
   }
 
   get pid(): number {
-    return this.process.pid as number;
+    return this.primary.pid;
   }
 
   /** Everything the primary and its workers printed so far. */
   get output(): string {
-    return this.log;
+    return this.primary.output;
+  }
+
+  /** Resolves once the primary serves, with its port. */
+  async listening(): Promise<number> {
+    this.port = WRITES_READY_FILE ? (await this.primary.ready()).port : Number((await this.waitFor(/listening on 127\.0\.0\.1:(\d+)/, 15_000))[1]);
+    return this.port;
   }
 
   /** Resolves with the first match of `pattern` in the output, waiting up to `timeoutMs`. */
   async waitFor(pattern: RegExp, timeoutMs = 10_000): Promise<RegExpMatchArray> {
     const until = Date.now() + timeoutMs;
     for (;;) {
-      const match = this.log.match(pattern);
+      const match = this.output.match(pattern);
       if (match !== null) return match;
-      if (this.process.exitCode !== null || this.process.signalCode !== null) {
-        throw new Error(`primary exited before printing ${pattern}:\n${this.log}`);
-      }
-      if (Date.now() > until) throw new Error(`timed out waiting for ${pattern}; output:\n${this.log}`);
+      if (this.primary.hasExited) throw new Error(`primary exited before printing ${pattern}:\n${this.output}`);
+      if (Date.now() > until) throw new Error(`timed out waiting for ${pattern}; output:\n${this.output}`);
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
   }
@@ -70,23 +73,20 @@ export class Cluster {
     return connection;
   }
 
-  /** Sends `signal` and waits for the primary to exit. */
-  async kill(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 15_000): Promise<Exit> {
-    if (this.process.exitCode === null && this.process.signalCode === null) this.process.kill(signal);
-    const timer = setTimeout(() => this.process.kill('SIGKILL'), timeoutMs);
-    const exit = await this.exited;
-    clearTimeout(timer);
-    return exit;
+  /** Sends `signal` and waits for the primary to exit (SIGKILL after `timeoutMs`). */
+  kill(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 15_000): Promise<Exit> {
+    return this.primary.stop(signal, timeoutMs);
   }
 
   waitForExit(): Promise<Exit> {
-    return this.exited;
+    return this.primary.exited;
   }
 
   /** Closes its connections, stops the primary, removes the data directory if it made it. */
   async stop(): Promise<void> {
     await Promise.all(this.connections.splice(0).map((connection) => connection.close()));
     await this.kill('SIGTERM');
+    await rm(this.readyDir, { recursive: true, force: true });
     if (this.ownsDataDir) await rm(this.dataDir, { recursive: true, force: true });
   }
 }
@@ -98,7 +98,7 @@ export interface StartOptions {
   env?: NodeJS.ProcessEnv;
   /** Use this data directory (kept afterwards) instead of a fresh temp one. */
   dataDir?: string;
-  /** Resolve before the primary is listening (for tests of failed starts). */
+  /** Resolve before the primary is listening (for tests of failed starts; see listening()). */
   wait?: boolean;
   /** A command that runs the primary (`prlimit --nofile=64:64 --`), execing it in place. */
   prefix?: string[];
@@ -109,24 +109,24 @@ export interface StartOptions {
   port?: number;
 }
 
-/** Starts a primary on 127.0.0.1, port 0 (or `port`), and resolves once it is listening. */
+/**
+ * Starts a primary on 127.0.0.1, port 0 (or `port`), and resolves once it is listening. Its
+ * --ready-file goes in a folder of its own (the data dir's listing stays the cluster's), unless
+ * the test passes one.
+ */
 export async function startCluster(options: StartOptions = {}): Promise<Cluster> {
   const dataDir = options.dataDir ?? (await makeTempDir());
-  const command = [
-    ...(options.prefix ?? []),
-    process.execPath,
-    PRIMARY_SCRIPT,
-    ...['--host', '127.0.0.1', '--port', String(options.port ?? 0), '--data-dir', dataDir, ...(options.args ?? [])],
-  ];
-  const child = spawn(command[0] as string, command.slice(1), {
-    env: { ...process.env, NO_COLOR: '1', ...options.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const readyDir = await mkdtemp(path.join(os.tmpdir(), 'ronda-ready-'));
+  const readyArgs = WRITES_READY_FILE ? ['--ready-file', path.join(readyDir, 'ready.json')] : [];
+  const primary = new PrimaryProcess({
+    script: PRIMARY_SCRIPT,
+    args: ['--host', '127.0.0.1', '--port', String(options.port ?? 0), '--data-dir', dataDir, ...readyArgs, ...(options.args ?? [])],
+    ...(options.env === undefined ? {} : { env: options.env }),
+    ...(options.prefix === undefined ? {} : { prefix: options.prefix }),
   });
-  const cluster = new Cluster(child, dataDir, options.dataDir === undefined);
+  const cluster = new Cluster(primary, dataDir, options.dataDir === undefined, readyDir);
   running.add(cluster);
-  if (options.wait === false) return cluster;
-  const match = await cluster.waitFor(/listening on 127\.0\.0\.1:(\d+)/);
-  cluster.port = Number(match[1]);
+  if (options.wait !== false) await cluster.listening();
   return cluster;
 }
 
