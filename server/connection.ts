@@ -18,7 +18,7 @@ import {
 import type { ResultsFilter } from '../shared/results-db';
 import { PlainReplies } from './plain-replies';
 import { ReplyWriter } from './reply-writer';
-import type { Outcome, Task, TaskOwner } from './task';
+import { NO_ATTEMPTS, type Outcome, type Task, type TaskOwner } from './task';
 
 /**
  * Unterminated plain text that stays unanswered this long counts as a complete line: the seed's
@@ -545,12 +545,7 @@ export class Connection implements TaskOwner {
       timeoutMs,
       owner: this,
       acceptedAt: performance.now(),
-      ordinal: -1,
-      startedAt: undefined,
-      deaths: 0,
-      redelivered: false,
-      failWith: undefined,
-      storeFailures: 0,
+      ...NO_ATTEMPTS,
     };
   }
 

@@ -18,8 +18,8 @@ export interface TaskOwner {
   settle(task: Task, outcome: Outcome): void;
 }
 
-/** A task the primary has accepted, from submit to reply. */
-export interface Task {
+/** A task as its connection accepted it: what to run, and whom to answer. Never changes. */
+export interface TaskRequest {
   /** Unique across the cluster's lifetime and restarts; the key of the stored row. */
   readonly taskId: string;
   /** The id the client chose, if any; replies carry it. */
@@ -35,13 +35,19 @@ export interface Task {
   readonly owner: TaskOwner;
   /** performance.now() when accepted. */
   readonly acceptedAt: number;
-  /** Its place among the tasks sent to the worker that holds it (see OrdinalSchema); -1 before. */
-  ordinal: number;
+}
+
+/**
+ * A task from submit to reply: its request, and what its attempts so far say about it, which only
+ * the WorkerSlots write. What one attempt alone knows (when the task started in its worker) stays
+ * in the slot running it; what follows the task from slot to slot (deaths, failed stores) is here.
+ */
+export interface Task extends TaskRequest {
   /**
-   * performance.now() when it started running in its worker, once the worker has said so (it does
-   * for a task that runs a while); its time limit counts from then, not from when it was sent.
+   * Its place among the tasks sent to the worker that holds it (see OrdinalSchema); -1 until sent.
+   * The slot's, kept here because a field costs nothing per task where a map would cost a lookup.
    */
-  startedAt: number | undefined;
+  ordinal: number;
   /** How many workers died while holding it. */
   deaths: number;
   /** Whether an earlier worker of its slot may have stored it. */
@@ -51,6 +57,18 @@ export interface Task {
   /** How many times it ran but its outcome could not be stored (see the `unstored` outcome). */
   storeFailures: number;
 }
+
+/**
+ * A task's attempt state before its first attempt: a task is `{ ...request, ...NO_ATTEMPTS }`,
+ * spread into the one object literal that accepts it (no second object per task).
+ */
+export const NO_ATTEMPTS: Readonly<Omit<Task, keyof TaskRequest>> = Object.freeze({
+  ordinal: -1,
+  deaths: 0,
+  redelivered: false,
+  failWith: undefined,
+  storeFailures: 0,
+});
 
 /** Makes task ids unique across restarts: a per-boot random prefix and a counter. */
 export function taskIdGenerator(): () => string {

@@ -99,8 +99,11 @@ export class WorkerSlot {
   private everReady = false;
   private readonly inflight = new Map<string, Task>();
   private inflightChars = 0;
-  /** Tasks in flight whose worker has said they are running: the ones with a clock. */
-  private readonly running = new Set<Task>();
+  /**
+   * Tasks in flight whose worker has said they are running, with performance.now() when they
+   * started there: the ones with a clock (a time limit counts from a task's start, not its send).
+   */
+  private readonly running = new Map<Task, number>();
   /** Running tasks a sweep found past their limit: killed for it if the next sweep does too. */
   private readonly overdue = new Set<Task>();
   /** The synchronous task the watchdog last reported running, until it leaves the worker. */
@@ -220,7 +223,6 @@ export class WorkerSlot {
   assign(task: Task): void {
     // Its ordinal here is set when it is sent; one from another worker must not be matched meanwhile.
     task.ordinal = -1;
-    task.startedAt = undefined;
     this.inflight.set(task.taskId, task);
     this.inflightChars += task.chars;
     this.outbox.push(task);
@@ -235,8 +237,8 @@ export class WorkerSlot {
   sweepTimeouts(now: number): void {
     if (this.state !== 'ready' || this.killedByPrimary || this.exitSeen || this.child === undefined) return;
     if (this.running.size === 0) return;
-    for (const task of this.running) {
-      if (now - (task.startedAt as number) <= task.timeoutMs) {
+    for (const [task, startedAt] of this.running) {
+      if (now - startedAt <= task.timeoutMs) {
         this.overdue.delete(task);
       } else if (this.overdue.has(task)) {
         this.timedOut.add(task.taskId);
@@ -527,9 +529,7 @@ export class WorkerSlot {
       const task = byOrdinal.get(ordinal);
       if (task === undefined) continue;
       if (synchronous) this.blockedBy = task;
-      if (task.startedAt !== undefined) continue;
-      task.startedAt = now - runningMs;
-      this.running.add(task);
+      if (!this.running.has(task)) this.running.set(task, now - runningMs);
     }
   }
 
@@ -749,7 +749,6 @@ export class WorkerSlot {
   }
 
   private place(task: Task, timedOut: boolean): void {
-    task.startedAt = undefined;
     task.ordinal = -1;
     if (task.storeFailures >= this.options.maxAttempts && task.failWith === undefined) {
       task.failWith = {

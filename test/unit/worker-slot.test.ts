@@ -4,7 +4,7 @@ import { performance } from 'node:perf_hooks';
 import { PassThrough } from 'node:stream';
 import { Logger } from '../../shared/logger';
 import type { StoredOutcome } from '../../shared/results-db';
-import type { Outcome, Task } from '../../server/task';
+import { NO_ATTEMPTS, type Outcome, type Task } from '../../server/task';
 import type { WorkerProcess } from '../../server/worker-process';
 import { WorkerSlot, type SlotEvents } from '../../server/worker-slot';
 import { until } from '../helpers/cluster';
@@ -102,12 +102,7 @@ describe('WorkerSlot (a fake child process)', function () {
     timeoutMs,
     owner: { label: '#1', settle: () => undefined },
     acceptedAt: 0,
-    ordinal: -1,
-    startedAt: undefined,
-    deaths: 0,
-    redelivered: false,
-    failWith: undefined,
-    storeFailures: 0,
+    ...NO_ATTEMPTS,
   });
 
   it('takes no new task while it kills its worker for a time limit', async function () {
