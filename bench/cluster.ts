@@ -28,7 +28,7 @@ export async function startOwnCluster(workers: number, extraArgs: readonly strin
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'ronda-bench-'));
   const primary = new PrimaryProcess({
     script: PRIMARY_SCRIPT,
-    args: ['--port', '0', '--data-dir', dataDir, '--workers', String(workers), '--quiet', '--ready-file', path.join(dataDir, 'ready.json'), ...extraArgs],
+    args: ['--port', '0', '--data-dir', dataDir, '--workers', String(workers), '--quiet', '--http-port', '0', '--ready-file', path.join(dataDir, 'ready.json'), ...extraArgs],
     maxOutputChars: MAX_OUTPUT_CHARS,
   });
   let stopping: Promise<void> | undefined;

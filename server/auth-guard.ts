@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Logger } from '../shared/logger';
 
 /** Delay before the answer to the first failed authentication from an address; doubles each time. */
@@ -60,4 +61,10 @@ export class AuthGuard {
     }
     return delay;
   }
+}
+
+/** Whether a token given equals the expected one, in time that does not depend on where they differ. */
+export function sameSecret(given: string, expected: string): boolean {
+  const digest = (value: string): Buffer => createHash('sha256').update(value).digest();
+  return timingSafeEqual(digest(given), digest(expected));
 }

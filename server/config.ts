@@ -38,12 +38,26 @@ export const SERVER_DEFAULTS = {
   idleTimeoutMs: 300_000,
   shutdownTimeoutMs: 10_000,
   workerReadyTimeoutMs: 10_000,
+  httpPort: 5080,
 } as const;
+
+/** `--http-port off` serves no HTTP at all. */
+export const HTTP_OFF = 'off';
 
 export const ServerConfigSchema = z
   .strictObject({
     host: HostSchema.default(SERVER_DEFAULTS.host),
     port: PortSchema.default(SERVER_DEFAULTS.port),
+    /** The web console, the JSON API and /metrics, on the same host; `off` for none. */
+    httpPort: z
+      .preprocess(
+        (value) => (typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : value),
+        z.custom<number | typeof HTTP_OFF>(
+          (value) => value === HTTP_OFF || (Number.isInteger(value) && (value as number) >= 0 && (value as number) <= 65_535),
+          { message: 'must be a port from 0 to 65535 (0 picks a free one), or off' },
+        ),
+      )
+      .default(SERVER_DEFAULTS.httpPort),
     workers: intOption(1, 64).default(SERVER_DEFAULTS.workers),
     dataDir: z.string().min(1).default(SERVER_DEFAULTS.dataDir),
     /** A module that exports more task kinds; loaded by every worker. */
@@ -104,6 +118,7 @@ export type ServerConfig = z.infer<typeof ServerConfigSchema>;
 const OPTION_HELP: readonly [flag: string, what: string][] = [
   ['--host <addr>', 'address to listen on'],
   ['--port <n>', 'TCP port; 0 picks a free one'],
+  ['--http-port <n|off>', 'web console, API, /metrics; 0: free'],
   ['--workers <n>', 'worker processes, 1-64'],
   ['--data-dir <dir>', 'where the workerN.db files live'],
   ['--handlers <module>', 'a module with more task kinds'],
@@ -118,7 +133,7 @@ const OPTION_HELP: readonly [flag: string, what: string][] = [
   ['--max-queue <n>', 'queued tasks before reading pauses'],
   ['--max-attempts <n>', 'worker deaths a task may cause'],
   ['--idle-timeout-ms <n>', 'close idle connections; 0: never'],
-  ['--ready-file <file>', 'write {pid, host, port} here once serving'],
+  ['--ready-file <file>', 'write {pid, host, port, httpPort} there'],
   ['--shutdown-timeout-ms <n>', 'drain deadline on Ctrl-C'],
   ['--worker-ready-timeout-ms <n>', 'kill a worker not ready by then'],
   ['--quiet', 'no per-task log lines'],

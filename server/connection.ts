@@ -1,4 +1,3 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { describeIssues, ErrorCode, type ErrorData } from '../shared/errors';
@@ -16,17 +15,19 @@ import {
   type Submit,
 } from '../shared/protocol';
 import type { ResultsFilter } from '../shared/results-db';
+import { sameSecret } from './auth-guard';
 import { PlainReplies } from './plain-replies';
 import { ReplyWriter } from './reply-writer';
-import { NO_ATTEMPTS, type Outcome, type Task, type TaskOwner } from './task';
+import { kindRefusal, newTask, SHUTTING_DOWN, timeoutProblem } from './submission';
+import type { Outcome, Task, TaskOwner } from './task';
+
+export { SHUTTING_DOWN } from './submission';
 
 /**
  * Unterminated plain text that stays unanswered this long counts as a complete line: the seed's
  * Python client sends a task with no newline and waits for the answer.
  */
 export const PLAIN_TEXT_PAUSE_MS = 30;
-/** The refusal of anything new while the cluster stops. */
-export const SHUTTING_DOWN: ErrorData = { code: ErrorCode.SHUTTING_DOWN, message: 'the server is shutting down' };
 /** Tasks one connection may have accepted and unanswered before the server takes no more from it. */
 export const MAX_PENDING_PER_CONNECTION = 4_096;
 /**
@@ -40,8 +41,6 @@ export const MAX_PENDING_CHARS_PER_CONNECTION = 1024 * 1024;
  * stopped at this, whatever it asks (`results` and `stats` as well as tasks).
  */
 export const MAX_OWED_REPLY_CHARS = 1024 * 1024;
-/** A payload on a line this long that is not a string is kept as its JSON text (see accept). */
-const PAYLOAD_AS_TEXT_CHARS = 16 * 1024;
 /** With a token set, a connection must say hello with it within this (or the idle timeout). */
 export const AUTH_TIMEOUT_MS = 10_000;
 
@@ -493,19 +492,9 @@ export class Connection implements TaskOwner {
       return;
     }
     const timeoutMs = message.timeoutMs ?? this.context.defaultTimeoutMs;
-    const { minTimeoutMs, maxTimeoutMs } = this.context;
-    if (!Number.isInteger(timeoutMs) || timeoutMs > maxTimeoutMs || timeoutMs < minTimeoutMs) {
-      const rule = !Number.isInteger(timeoutMs)
-        ? `a whole number of ms from ${minTimeoutMs} to ${maxTimeoutMs}`
-        : timeoutMs > maxTimeoutMs
-          ? `at most ${maxTimeoutMs} (the server's --max-task-timeout-ms)`
-          : `at least ${minTimeoutMs} (the server's --min-task-timeout-ms)`;
-      this.send({
-        type: 'error',
-        code: ErrorCode.BAD_MESSAGE,
-        message: `timeoutMs must be ${rule}`,
-        ...(id === undefined ? {} : { id }),
-      });
+    const problem = timeoutProblem(timeoutMs, this.context);
+    if (problem !== undefined) {
+      this.send({ type: 'error', code: ErrorCode.BAD_MESSAGE, message: problem, ...(id === undefined ? {} : { id }) });
       return;
     }
     const refused = this.refusal(kind);
@@ -520,33 +509,13 @@ export class Connection implements TaskOwner {
 
   /** Why a task of this kind cannot be accepted now, if it cannot. */
   private refusal(kind: string): ErrorData | undefined {
-    if (!this.context.accepting()) return SHUTTING_DOWN;
-    if (!this.context.kinds().has(kind)) {
-      return {
-        code: ErrorCode.UNKNOWN_KIND,
-        message: `unknown task kind "${kind}"; known: ${[...this.context.kinds()].join(', ')}`,
-      };
-    }
-    return undefined;
+    return kindRefusal(kind, this.context.kinds(), this.context.accepting());
   }
 
   private accept(clientId: string | undefined, kind: string, payload: unknown, timeoutMs: number, chars: number): Task {
     this.pending += 1;
     this.pendingChars += chars;
-    // 1 MiB of `[{},{},...]` is 25 MB of objects: held as its text, it is 1 MiB.
-    const asText = chars >= PAYLOAD_AS_TEXT_CHARS && typeof payload === 'object' && payload !== null;
-    return {
-      chars,
-      taskId: this.context.nextTaskId(),
-      clientId,
-      kind,
-      payload: asText ? undefined : payload,
-      payloadJson: asText ? JSON.stringify(payload) : undefined,
-      timeoutMs,
-      owner: this,
-      acceptedAt: performance.now(),
-      ...NO_ATTEMPTS,
-    };
+    return newTask({ taskId: this.context.nextTaskId(), clientId, kind, payload, timeoutMs, chars, owner: this });
   }
 
   // ---- idleness --------------------------------------------------------------------------------
@@ -690,8 +659,3 @@ function echo(id: string | undefined): { id?: string } {
   return id === undefined ? {} : { id };
 }
 
-/** Compares secrets in constant time: hashing first makes the lengths equal. */
-function sameSecret(given: string, expected: string): boolean {
-  const digest = (value: string) => createHash('sha256').update(value).digest();
-  return timingSafeEqual(digest(given), digest(expected));
-}

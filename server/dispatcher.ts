@@ -41,7 +41,14 @@ export interface DispatcherOptions {
   logger: Logger;
   /** Told when the queue fills up (stop reading from clients) and when it has room again. */
   onPressure?: (saturated: boolean) => void;
+  /** Told of every settled task, with its time from acceptance (ms): where metrics count. */
+  onSettled?: (task: Task, outcome: Outcome, ms: number) => void;
+  /** Told whenever a slot's state may have changed (often: compare before doing anything costly). */
+  onSlotChanged?: (slot: WorkerSlot) => void;
 }
+
+/** Where an accepted, unsettled task is. */
+export type TaskPlace = { state: 'queued' } | { state: 'running'; worker: number };
 
 /**
  * Hands accepted tasks to worker slots (round-robin, or least-loaded), queues them (boundedly)
@@ -178,9 +185,10 @@ export class Dispatcher implements SlotEvents {
   }
 
   settled(slot: WorkerSlot | undefined, settled: readonly [Task, Outcome][]): void {
-    const { logger } = this.options;
+    const { logger, onSettled } = this.options;
     const now = performance.now();
     for (const [task, outcome] of settled) {
+      onSettled?.(task, outcome, now - task.acceptedAt);
       logger.task(slot?.slot ?? 'primary', () =>
         outcome.status === 'done'
           ? `done ${task.owner.label}/${task.clientId ?? task.taskId} (${task.kind}) in ${(now - task.acceptedAt).toFixed(2)} ms`
@@ -197,8 +205,27 @@ export class Dispatcher implements SlotEvents {
     this.drain();
   }
 
-  changed(): void {
+  changed(slot: WorkerSlot): void {
     this.drain();
+    this.options.onSlotChanged?.(slot);
+  }
+
+  /** Where the task with this id is, if it is accepted and not settled (a scan of the queue). */
+  placeOf(taskId: string): TaskPlace | undefined {
+    for (const slot of this.slots) {
+      const place = slot.placeOf(taskId);
+      if (place === 'sent') return { state: 'running', worker: slot.slot };
+      if (place === 'waiting') return { state: 'queued' };
+    }
+    if (this.queue.some((task) => task.taskId === taskId)) return { state: 'queued' };
+    return undefined;
+  }
+
+  /** Tasks run again because the worker that held them died. */
+  get redeliveries(): number {
+    let total = 0;
+    for (const slot of this.slots) total += slot.redelivered;
+    return total;
   }
 
   // ----------------------------------------------------------------------------------------------

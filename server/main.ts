@@ -89,7 +89,15 @@ async function main(): Promise<void> {
 
   try {
     const address = await primary.start();
-    if (config.readyFile !== undefined) await writeReadyFile(config.readyFile, { pid: process.pid, host: address.address, port: address.port });
+    if (config.readyFile !== undefined) {
+      const { httpPort } = primary;
+      await writeReadyFile(config.readyFile, {
+        pid: process.pid,
+        host: address.address,
+        port: address.port,
+        ...(httpPort === undefined ? {} : { httpPort }),
+      });
+    }
   } catch (error) {
     logger.error('primary', `could not start: ${messageOf(error)}`);
     void primary.forceClose().finally(() => process.exit(1));

@@ -5,13 +5,19 @@ import { performance } from 'node:perf_hooks';
 import type { ServerConfig } from './config';
 import { ErrorCode, messageOf } from '../shared/errors';
 import type { Logger } from '../shared/logger';
-import type { ResultRow } from '../shared/protocol';
-import { databaseFile, readResults, type ResultsFilter } from '../shared/results-db';
+import type { ResultRow, StatsReply } from '../shared/protocol';
+import { databaseFile, readPage, readResults, type ResultsFilter } from '../shared/results-db';
+import { packageVersion } from '../shared/version';
 import { AuthGuard } from './auth-guard';
 import { Connection, SHUTTING_DOWN, type ConnectionContext } from './connection';
 import { DataDirLock } from './data-dir-lock';
 import { Dispatcher } from './dispatcher';
+import { HttpApi } from './http/api';
+import { EventHub } from './http/events';
+import { loadPage } from './http/page';
+import { metricsRegistry, TaskMetrics } from './metrics';
 import { taskIdGenerator } from './task';
+import type { WorkerSlot } from './worker-slot';
 
 /** How often the data dir's lock file is checked to be still in place. */
 const LOCK_CHECK_MS = 1_000;
@@ -24,6 +30,10 @@ const STOP_AFTER_DEADLINE_MS = 500;
  * (see MAX_RESULTS_REPLY_BYTES) while it runs; the rest wait their turn.
  */
 const CONCURRENT_RESULTS_QUERIES = 2;
+/** The series' second, and how often the console's subscribers get the live figures. */
+const TICK_MS = 1_000;
+/** Worker changes reach the console's subscribers at most this often (a flapping worker is many). */
+const STATS_EVENT_MS = 100;
 
 /**
  * The primary process: takes the data directory, listens, forks and supervises the workers, and
@@ -44,6 +54,16 @@ export class Primary {
   private readonly context: ConnectionContext;
   private connectionSerial = 0;
   private readonly queries = new Limiter(CONCURRENT_RESULTS_QUERIES);
+  private readonly metrics = new TaskMetrics();
+  private readonly events = new EventHub((watching) => (this.metrics.watching = watching));
+  private http: HttpApi | undefined;
+  private httpPortInUse: number | undefined;
+  private tickTimer: NodeJS.Timeout | undefined;
+  private statsEventTimer: NodeJS.Timeout | undefined;
+  /** Each slot's `state pid` as the console last heard it: its worker events are the changes. */
+  private readonly slotSeen = new Map<number, string>();
+  private markStarted: () => void = () => undefined;
+  private readonly started = new Promise<void>((resolve) => (this.markStarted = resolve));
 
   constructor(
     private readonly config: ServerConfig,
@@ -79,7 +99,10 @@ export class Primary {
             : `queue has room (${this.dispatcher.queued} queued): reading from clients again`,
         );
         for (const connection of this.connections) connection.queueChanged();
+        this.events.publish('queue', { full: saturated, queued: this.dispatcher.queued });
       },
+      onSettled: (task, outcome, ms) => this.metrics.settled(task, outcome, ms),
+      onSlotChanged: (slot) => this.slotChanged(slot),
     });
     const nextTaskId = taskIdGenerator();
     const auth = new AuthGuard(logger);
@@ -97,14 +120,7 @@ export class Primary {
       nextTaskId,
       submit: (task) => this.dispatcher.submit(task),
       results: (query) => this.queries.run(() => this.readResults(query)),
-      stats: () => ({
-        type: 'stats',
-        workers: this.dispatcher.stats(),
-        queued: this.dispatcher.queued,
-        connections: this.connections.size,
-        accepted: this.dispatcher.accepted,
-        uptimeMs: Math.round(performance.now() - this.startedAt),
-      }),
+      stats: () => this.stats(),
       authFailed: (address, why) => auth.failed(address, why),
       authSucceeded: (address) => auth.succeeded(address),
       closed: (connection) => {
@@ -116,6 +132,91 @@ export class Primary {
       },
     };
     this.server = net.createServer({ allowHalfOpen: true }, (socket) => this.onConnection(socket));
+    if (config.httpPort !== 'off') this.http = this.httpApi(auth);
+  }
+
+  /** The port the HTTP console listens on, once started; undefined with --http-port off. */
+  get httpPort(): number | undefined {
+    return this.httpPortInUse;
+  }
+
+  private stats(): StatsReply {
+    return {
+      type: 'stats',
+      workers: this.dispatcher.stats(),
+      queued: this.dispatcher.queued,
+      connections: this.connections.size,
+      accepted: this.dispatcher.accepted,
+      uptimeMs: Math.round(performance.now() - this.startedAt),
+    };
+  }
+
+  private httpApi(auth: AuthGuard): HttpApi {
+    const { config } = this;
+    const registry = metricsRegistry(this.metrics, {
+      workers: () => this.dispatcher.stats(),
+      queued: () => this.dispatcher.queued,
+      connections: () => this.connections.size,
+      connectionsTotal: () => this.connectionSerial,
+      redeliveries: () => this.dispatcher.redeliveries,
+    });
+    const context = this.context;
+    return new HttpApi({
+      token: config.token,
+      defaultTimeoutMs: config.taskTimeoutMs,
+      minTimeoutMs: config.minTaskTimeoutMs,
+      maxTimeoutMs: config.maxTaskTimeoutMs,
+      workers: config.workers,
+      maxConnections: config.maxConnections,
+      logger: this.logger,
+      events: this.events,
+      pageFiles: loadPage(),
+      started: this.started,
+      kinds: context.kinds,
+      schemas: context.schemas,
+      accepting: context.accepting,
+      queueFull: context.queueFull,
+      nextTaskId: context.nextTaskId,
+      submit: context.submit,
+      placeOf: (taskId) => this.dispatcher.placeOf(taskId),
+      findStored: async (taskId) => {
+        const rows = await this.queries.run(() => this.readResults({ limit: 1, taskId }));
+        return rows.find((row) => row.task_id === taskId);
+      },
+      page: (query) => this.queries.run(() => readPage(config.dataDir, query)),
+      stats: () => this.stats(),
+      series: () => this.metrics.series(),
+      firstEvents: () => [
+        ['hello', { server: 'ronda', version: packageVersion(), workers: config.workers, kinds: [...this.dispatcher.kinds] }],
+        ['stats', this.stats()],
+      ],
+      metrics: async () => ({ contentType: registry.contentType, text: await registry.metrics() }),
+      authFailed: (address, why) => auth.failed(address, why),
+      authSucceeded: (address) => auth.succeeded(address),
+    });
+  }
+
+  /** Once a second: the series gets its point, and the console its live figures. */
+  private tick(): void {
+    const point = this.metrics.tick();
+    if (this.events.size === 0) return;
+    this.events.publish('tick', point);
+    const recent = this.metrics.takeRecent();
+    if (recent.length > 0) this.events.publish('tasks', recent);
+    this.events.publish('stats', this.stats());
+  }
+
+  /** A worker event for the console when a slot's state or pid changed; stats soon after. */
+  private slotChanged(slot: WorkerSlot): void {
+    const seen = `${slot.state} ${slot.pid}`;
+    if (this.slotSeen.get(slot.slot) === seen) return;
+    this.slotSeen.set(slot.slot, seen);
+    if (this.events.size === 0) return;
+    this.events.publish('worker', { slot: slot.slot, state: slot.state, pid: slot.pid, at: Date.now() });
+    this.statsEventTimer ??= setTimeout(() => {
+      this.statsEventTimer = undefined;
+      this.events.publish('stats', this.stats());
+    }, STATS_EVENT_MS);
   }
 
   /**
@@ -150,13 +251,22 @@ export class Primary {
         resolve();
       });
     });
+    if (this.http !== undefined) {
+      const httpPort = this.config.httpPort as number;
+      this.httpPortInUse = await this.http.listen(host, httpPort);
+    }
     await this.dispatcher.start();
+    this.markStarted();
+    this.tickTimer = setInterval(() => this.tick(), TICK_MS).unref();
     const address = this.server.address() as AddressInfo;
     this.logger.info(
       'primary',
       `listening on ${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}` +
         ` (${workers} workers, data in ${dataDir}, log times in UTC)`,
     );
+    if (this.httpPortInUse !== undefined) {
+      this.logger.info('primary', `console at http://${hostForUrl(address.address)}:${this.httpPortInUse}`);
+    }
     const early = this.early ?? [];
     this.early = undefined;
     for (const socket of early) {
@@ -187,6 +297,8 @@ export class Primary {
     this.dispatcher.kill();
     for (const socket of this.early ?? []) socket.destroy();
     this.server.close();
+    this.stopTimers();
+    void this.http?.close().catch(() => undefined);
     this.dispatcher.abandon({
       code: ErrorCode.SHUTTING_DOWN,
       message: 'the server was stopped at once, by a second signal (one that had started may still be stored)',
@@ -215,6 +327,12 @@ export class Primary {
       this.logger.error('primary', `${messageOf(error)}; stopping this cluster`);
       process.kill(process.pid, 'SIGTERM');
     }
+  }
+
+  private stopTimers(): void {
+    if (this.tickTimer !== undefined) clearInterval(this.tickTimer);
+    if (this.statsEventTimer !== undefined) clearTimeout(this.statsEventTimer);
+    this.statsEventTimer = undefined;
   }
 
   private readResults(filter: ResultsFilter): Promise<ResultRow[]> {
@@ -253,6 +371,9 @@ export class Primary {
     const linger = setTimeout(() => {
       for (const connection of this.connections) connection.destroy();
     }, SOCKET_LINGER_MS);
+    this.stopTimers();
+    // Every HTTP task waiting was answered above; the event streams end, idle keep-alives close.
+    await this.http?.close().catch(() => undefined);
     await serverClosed;
     clearTimeout(linger);
     if (this.lockCheck !== undefined) clearInterval(this.lockCheck);
@@ -325,4 +446,8 @@ class Limiter {
       this.waiting.shift()?.();
     }
   }
+}
+
+function hostForUrl(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
 }

@@ -98,6 +98,8 @@ export class WorkerSlot {
   private lastDeathAt: number | undefined;
   private everReady = false;
   private readonly inflight = new Map<string, Task>();
+  /** Tasks handed to this slot's worker again because the one before it died holding them. */
+  redelivered = 0;
   private inflightChars = 0;
   /**
    * Tasks in flight whose worker has said they are running, with performance.now() when they
@@ -151,6 +153,17 @@ export class WorkerSlot {
 
   get pid(): number | null {
     return this.child?.pid ?? null;
+  }
+
+  /**
+   * Where this slot has the task: `sent` to its worker (or running there), `waiting` to be
+   * redelivered to the next one (a scan: for lookups, not the task path).
+   */
+  placeOf(taskId: string): 'sent' | 'waiting' | undefined {
+    if (this.inflight.has(taskId)) return 'sent';
+    const waiting = (task: Task): boolean => task.taskId === taskId;
+    if (this.redeliveries.some(waiting) || this.suspects.some(waiting) || this.isolated?.taskId === taskId) return 'waiting';
+    return undefined;
   }
 
   get inflightCount(): number {
@@ -770,10 +783,13 @@ export class WorkerSlot {
         this.redeliveries.push(task);
         return;
       case 'suspect':
-        if (task.failWith === undefined) this.suspects.push(task);
-        else this.redeliveries.push(task);
+        if (task.failWith === undefined) {
+          this.redelivered += 1;
+          this.suspects.push(task);
+        } else this.redeliveries.push(task);
         return;
       case 'redeliver':
+        this.redelivered += 1;
         this.redeliveries.push(task);
         return;
       default: {

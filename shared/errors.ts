@@ -33,6 +33,12 @@ export const ErrorCode = {
   IDLE_TIMEOUT: 'IDLE_TIMEOUT',
   /** The server is shutting down and takes no new tasks. */
   SHUTTING_DOWN: 'SHUTTING_DOWN',
+  /** HTTP: no such route, or no task with this id (queued, running or stored). */
+  NOT_FOUND: 'NOT_FOUND',
+  /** HTTP: a request body over the limit. */
+  TOO_LARGE: 'TOO_LARGE',
+  /** HTTP: the primary's queue is full; try again shortly (TCP clients are paused instead). */
+  QUEUE_FULL: 'QUEUE_FULL',
   /** Something failed inside Ronda itself; a bug or an I/O failure. */
   INTERNAL: 'INTERNAL',
 } as const;

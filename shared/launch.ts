@@ -12,6 +12,8 @@ export const ReadySchema = z.object({
   pid: z.number().int().positive(),
   host: z.string().min(1),
   port: z.number().int().min(1).max(65_535),
+  /** The HTTP console's port, unless --http-port off. */
+  httpPort: z.number().int().min(1).max(65_535).optional(),
 });
 export type Ready = z.infer<typeof ReadySchema>;
 

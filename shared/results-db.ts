@@ -11,7 +11,7 @@ import type { ResultRow } from './protocol';
 import { all, close, exec, get, openDatabase, type Database } from './sqlite';
 import { messageOf } from './errors';
 
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 /** Migrations by the version they lead to; run in order inside one transaction each. */
 const MIGRATIONS: Record<number, string> = {
@@ -27,6 +27,11 @@ const MIGRATIONS: Record<number, string> = {
         worker      INTEGER NOT NULL,
         timestamp   TEXT NOT NULL
       );`,
+  // For the console's history (readPage): newest first, of a kind, of a status. An index on an
+  // existing file of a million rows takes a few seconds to build, once, before the worker is ready.
+  2: `CREATE INDEX IF NOT EXISTS results_by_time ON results (timestamp);
+      CREATE INDEX IF NOT EXISTS results_by_kind ON results (kind, timestamp);
+      CREATE INDEX IF NOT EXISTS results_by_status ON results (status, timestamp);`,
 };
 
 /** Columns written for each result, in INSERT order. */
@@ -342,5 +347,141 @@ async function exists(file: string): Promise<boolean> {
     return true;
   } catch {
     return false;
+  }
+}
+
+// ---- pages of history (the HTTP API) ---------------------------------------------------------
+
+/** Where a page ends: the last row's timestamp, worker and id. Rows are ordered by all three, descending. */
+export interface PageCursor {
+  timestamp: string;
+  worker: number;
+  id: number;
+}
+
+export interface PageQuery {
+  limit: number;
+  before?: PageCursor | undefined;
+  worker?: number | undefined;
+  kind?: string | undefined;
+  status?: 'done' | 'failed' | undefined;
+  /** A substring of the task's or the result's text, ASCII letters in any case. */
+  q?: string | undefined;
+}
+
+/** Characters of a task's and of a result's text a page row carries; the whole is one task's read. */
+export const PREVIEW_CHARS = 500;
+
+/** A row of a page: the texts cut at PREVIEW_CHARS (their full lengths say whether they were). */
+export interface PageRow {
+  taskId: string;
+  clientId: string | null;
+  kind: string;
+  status: 'done' | 'failed';
+  worker: number;
+  timestamp: string;
+  task: string;
+  taskChars: number;
+  result: string | null;
+  resultChars: number;
+  cursor: PageCursor;
+}
+
+export interface Page {
+  rows: PageRow[];
+  /** The cursor of the next (older) page; null when this page is the oldest. */
+  next: PageCursor | null;
+}
+
+/**
+ * One page of history across the worker files in `dataDir`, newest first: each file reads its
+ * newest `limit + 1` rows past the cursor (through the indexes of migration 2), and the pages are
+ * merged. Rows carry previews of their text, so a page is at most about limit x 1,000 characters.
+ */
+export async function readPage(dataDir: string, query: PageQuery): Promise<Page> {
+  const files = await workerDatabaseFiles(dataDir, query.worker);
+  const lists = await Promise.all(files.map((file) => pageOfFile(file, query)));
+  const merged = lists.flat().sort(comparePageRows);
+  const rows = merged.slice(0, query.limit);
+  const last = rows[rows.length - 1];
+  return { rows, next: merged.length > query.limit && last !== undefined ? last.cursor : null };
+}
+
+function comparePageRows(a: PageRow, b: PageRow): number {
+  if (a.timestamp !== b.timestamp) return a.timestamp < b.timestamp ? 1 : -1;
+  if (a.worker !== b.worker) return b.worker - a.worker;
+  return b.cursor.id - a.cursor.id;
+}
+
+async function pageOfFile(file: string, query: PageQuery): Promise<PageRow[]> {
+  const slot = Number(/worker(\d+)\.db$/.exec(file)?.[1]);
+  const conditions: string[] = [];
+  const params: (string | number)[] = [];
+  if (query.before !== undefined) {
+    // After (T, W, I) in the order (timestamp, worker, id) descending; all of a file's rows have its worker.
+    const { timestamp, worker, id } = query.before;
+    const idBound = slot < worker ? Number.MAX_SAFE_INTEGER : slot > worker ? 0 : id;
+    conditions.push('(timestamp < ? OR (timestamp = ? AND id < ?))');
+    params.push(timestamp, timestamp, idBound);
+  }
+  if (query.kind !== undefined) {
+    conditions.push('kind = ?');
+    params.push(query.kind);
+  }
+  if (query.status !== undefined) {
+    conditions.push('status = ?');
+    params.push(query.status);
+  }
+  if (query.q !== undefined && query.q !== '') {
+    const pattern = `%${query.q.replace(/[\\%_]/g, (char) => `\\${char}`)}%`;
+    conditions.push("(task LIKE ? ESCAPE '\\' OR result LIKE ? ESCAPE '\\')");
+    params.push(pattern, pattern);
+  }
+  let db: Database;
+  try {
+    db = await openDatabase(file, 'readonly');
+  } catch (error) {
+    throw storageError(file, 'cannot read', error);
+  }
+  try {
+    db.configure('busyTimeout', 2000);
+    const rows = await all<{
+      id: number;
+      task_id: string;
+      client_id: string | null;
+      kind: string;
+      status: 'done' | 'failed';
+      worker: number;
+      timestamp: string;
+      task: string;
+      task_chars: number;
+      result: string | null;
+      result_chars: number | null;
+    }>(
+      db,
+      `SELECT id, task_id, client_id, kind, status, worker, timestamp,
+              substr(task, 1, ${PREVIEW_CHARS}) AS task, length(task) AS task_chars,
+              substr(result, 1, ${PREVIEW_CHARS}) AS result, length(result) AS result_chars
+       FROM results ${conditions.length === 0 ? '' : `WHERE ${conditions.join(' AND ')}`}
+       ORDER BY timestamp DESC, id DESC LIMIT ?`,
+      [...params, query.limit + 1],
+    ).catch((error: unknown) => {
+      throw storageError(file, 'cannot read', error);
+    });
+    return rows.map((row) => ({
+      taskId: row.task_id,
+      clientId: row.client_id,
+      kind: row.kind,
+      status: row.status,
+      worker: row.worker,
+      timestamp: row.timestamp,
+      task: row.task,
+      taskChars: row.task_chars,
+      result: row.result,
+      resultChars: row.result_chars ?? 0,
+      cursor: { timestamp: row.timestamp, worker: row.worker, id: row.id },
+    }));
+  } finally {
+    await close(db);
   }
 }

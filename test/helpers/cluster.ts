@@ -23,9 +23,13 @@ export const PRIMARY_SCRIPT = path.join(DIST, 'server', 'main.js');
 export const CLI_SCRIPT = path.join(DIST, 'client', 'cli.js');
 /** Builds from before --ready-file (an older RONDA_TEST_DIST) are found listening by their log line. */
 const WRITES_READY_FILE = readFileSync(PRIMARY_SCRIPT, 'utf8').includes('readyFile');
+/** Builds from before the HTTP console take no --http-port. */
+const SERVES_HTTP = WRITES_READY_FILE && readFileSync(path.join(DIST, 'server', 'config.js'), 'utf8').includes('httpPort');
 
 export class Cluster {
   port = 0;
+  /** The HTTP console's port, when started with `--http-port 0` (off otherwise). */
+  httpPort: number | undefined;
   private readonly connections: RondaConnection[] = [];
 
   constructor(
@@ -50,7 +54,13 @@ export class Cluster {
 
   /** Resolves once the primary serves, with its port. */
   async listening(): Promise<number> {
-    this.port = WRITES_READY_FILE ? (await this.primary.ready()).port : Number((await this.waitFor(/listening on 127\.0\.0\.1:(\d+)/, 15_000))[1]);
+    if (!WRITES_READY_FILE) {
+      this.port = Number((await this.waitFor(/listening on 127\.0\.0\.1:(\d+)/, 15_000))[1]);
+      return this.port;
+    }
+    const ready = await this.primary.ready();
+    this.port = ready.port;
+    this.httpPort = ready.httpPort;
     return this.port;
   }
 
@@ -118,6 +128,8 @@ export async function startCluster(options: StartOptions = {}): Promise<Cluster>
   const dataDir = options.dataDir ?? (await makeTempDir());
   const readyDir = await mkdtemp(path.join(os.tmpdir(), 'ronda-ready-'));
   const readyArgs = WRITES_READY_FILE ? ['--ready-file', path.join(readyDir, 'ready.json')] : [];
+  // No fixed port in a test: the console is off unless a test asks for it (`--http-port 0`).
+  if (SERVES_HTTP) readyArgs.push('--http-port', 'off');
   const primary = new PrimaryProcess({
     script: PRIMARY_SCRIPT,
     args: ['--host', '127.0.0.1', '--port', String(options.port ?? 0), '--data-dir', dataDir, ...readyArgs, ...(options.args ?? [])],

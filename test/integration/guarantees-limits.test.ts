@@ -282,7 +282,7 @@ describe('guarantees: bounded work in flight, hostile input, exposure', function
       expect(code).to.equal(2);
       expect(stderr).to.include('--token is required to listen on a non-loopback address');
 
-      const primary = spawn(process.execPath, [PRIMARY_SCRIPT, '--port', '0', '--data-dir', dataDir, '--quiet'], {
+      const primary = spawn(process.execPath, [PRIMARY_SCRIPT, '--port', '0', '--http-port', '0', '--data-dir', dataDir, '--quiet'], {
         env,
         stdio: ['ignore', 'pipe', 'pipe'],
       });
