@@ -47,13 +47,15 @@ function askForToken(): Promise<void> {
 /** A JSON request; a 401 asks for the token and tries again; other errors reject with ApiError. */
 export async function api<T>(path: string, init: { method?: string; body?: unknown } = {}): Promise<T> {
   for (;;) {
+    const used = sessionStorage.getItem(TOKEN_KEY);
     const response = await fetch(path, {
       method: init.method ?? 'GET',
       headers: headers(init.body === undefined ? {} : { 'content-type': 'application/json' }),
       ...(init.body === undefined ? {} : { body: JSON.stringify(init.body) }),
     });
     if (response.status === 401) {
-      await askForToken();
+      // A token given meanwhile (for another request) is tried before asking again.
+      if (sessionStorage.getItem(TOKEN_KEY) === used) await askForToken();
       continue;
     }
     const body = (await response.json().catch(() => ({}))) as Record<string, unknown>;
@@ -73,11 +75,12 @@ export type EventHandler = (name: string, data: unknown) => void;
  */
 export async function followEvents(onEvent: EventHandler, onState: (up: boolean) => void): Promise<never> {
   for (;;) {
+    const used = sessionStorage.getItem(TOKEN_KEY);
     try {
       const response = await fetch('/api/events', { headers: headers({ accept: 'text/event-stream' }) });
       if (response.status === 401) {
         onState(false);
-        await askForToken();
+        if (sessionStorage.getItem(TOKEN_KEY) === used) await askForToken();
         continue;
       }
       if (!response.ok || response.body === null) throw new Error(`events: HTTP ${response.status}`);
