@@ -14,13 +14,15 @@ const MAX_OUTPUT_CHARS = 64 * 1024;
 export interface BenchTarget {
   host: string;
   port: number;
+  /** The HTTP console's port, on a cluster the bench started. */
+  httpPort: number | undefined;
   /** The primary's pid when the bench started it (its memory and CPU can then be read). */
   primaryPid: number | undefined;
   stop(): Promise<void>;
 }
 
 export function externalTarget(host: string, port: number): BenchTarget {
-  return { host, port, primaryPid: undefined, stop: () => Promise.resolve() };
+  return { host, port, httpPort: undefined, primaryPid: undefined, stop: () => Promise.resolve() };
 }
 
 /** Starts `dist/server/main.js --port 0 --data-dir <temp> --quiet` and waits for its ready file. */
@@ -38,8 +40,8 @@ export async function startOwnCluster(workers: number, extraArgs: readonly strin
       await rm(dataDir, { recursive: true, force: true });
     })());
   try {
-    const { port } = await primary.ready();
-    return { host: '127.0.0.1', port, primaryPid: primary.pid, stop };
+    const { port, httpPort } = await primary.ready();
+    return { host: '127.0.0.1', port, httpPort, primaryPid: primary.pid, stop };
   } catch (error) {
     await stop();
     throw error;

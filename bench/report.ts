@@ -24,7 +24,7 @@ export function spread(values: readonly number[]): Spread | undefined {
 export interface Figure {
   key: string;
   label: string;
-  unit: 'tasks/s' | 'ms' | 'MB' | 'tasks';
+  unit: 'tasks/s' | 'ms' | 'MB' | 'tasks' | '%';
   value: Spread | undefined;
   /** `min`: the median must reach it; `max`: the median must stay below it. */
   target?: { bound: 'min' | 'max'; value: number };
@@ -40,6 +40,7 @@ export function targetMet(figure: Figure): boolean | undefined {
 function format(value: number, unit: Figure['unit']): string {
   if (unit === 'ms') return value < 10 ? value.toFixed(2) : value < 100 ? value.toFixed(1) : Math.round(value).toLocaleString('en-US');
   if (unit === 'MB') return value.toFixed(1);
+  if (unit === '%') return value.toFixed(1);
   return Math.round(value).toLocaleString('en-US');
 }
 

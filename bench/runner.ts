@@ -6,6 +6,7 @@
 import os from 'node:os';
 import type { BenchTarget } from './cluster';
 import { Floor } from './floor';
+import { httpSaturate, subscribeConsole } from './http-load';
 import { closeAll, connectAll, paced, saturate, serial, withDeadline, type Endpoint } from './load';
 import { memoryOf, meterPhase, type PhaseCost, type Watched } from './proc';
 import { measureRecovery } from './recovery';
@@ -25,7 +26,7 @@ export interface BenchPlan {
   phases: ReadonlySet<Phase>;
 }
 
-export const PHASES = ['saturation', 'least-loaded', 'latency', 'serial', 'recovery'] as const;
+export const PHASES = ['saturation', 'least-loaded', 'latency', 'serial', 'recovery', 'http'] as const;
 export type Phase = (typeof PHASES)[number];
 
 /** Fractions of the measured saturation rate at which latency is measured. */
@@ -39,6 +40,9 @@ const RECOVERY_CONNECTIONS = 2;
 const SERIAL_WARMUP_MS = 1_000;
 /** The warm-up's share of a saturation run: enough for the JIT, not enough to matter. */
 const WARMUP_SHARE = 0.2;
+
+/** POST /api/tasks in flight at once at HTTP saturation, each on its own kept-alive socket. */
+const HTTP_IN_FLIGHT = 64;
 
 /** Longest any single run may take: a cluster that stops answering ends the bench, not hangs it. */
 const RUN_LIMIT_MS = 180_000;
@@ -203,6 +207,35 @@ export async function runBench(
       }
     }
 
+    // The HTTP door: POST /api/tasks at saturation, and the TCP saturation with a console open
+    // (subscribed to /api/events, reading all of it) in turns with one without.
+    const httpRuns: number[] = [];
+    const withConsole: number[] = [];
+    const withoutConsole: number[] = [];
+    if (plan.phases.has('http') && target.httpPort !== undefined) {
+      const httpPort = target.httpPort;
+      const httpTasks = Math.round(plan.tasks / 4);
+      noteFailures(await bounded('the HTTP warm-up', httpSaturate(httpPort, Math.round(httpTasks * WARMUP_SHARE), HTTP_IN_FLIGHT)));
+      for (let run = 1; run <= plan.runs; run += 1) {
+        progress(`HTTP: POST /api/tasks, run ${run}/${plan.runs}`, run - 1, plan.runs);
+        const result = await metered('http', () => httpSaturate(httpPort, httpTasks, HTTP_IN_FLIGHT));
+        noteFailures(result);
+        httpRuns.push(result.tasksPerS);
+        progress(`TCP saturation without and with a console open, run ${run}/${plan.runs}`, run - 0.5, plan.runs);
+        const plain = await bounded('saturation', saturate(connections, plan.tasks, plan.window));
+        noteFailures(plain);
+        withoutConsole.push(plain.tasksPerS);
+        const subscriber = await subscribeConsole(httpPort);
+        try {
+          const watched = await bounded('saturation with a console', saturate(connections, plan.tasks, plan.window));
+          noteFailures(watched);
+          withConsole.push(watched.tasksPerS);
+        } finally {
+          subscriber.close();
+        }
+      }
+    }
+
     const saturationRss = (costs.saturation ?? []).flatMap((cost) => (cost.primaryRssMb === undefined ? [] : [cost.primaryRssMb]));
     const figures: Figure[] = [
       {
@@ -258,6 +291,31 @@ export async function runBench(
         label: 'tasks the killed worker held',
         unit: 'tasks',
         value: spread(recoveryRuns.map((result) => result.held)),
+      },
+      {
+        key: 'http.saturation',
+        label: `HTTP POST /api/tasks, ${HTTP_IN_FLIGHT} in flight`,
+        unit: 'tasks/s',
+        value: spread(httpRuns),
+      },
+      {
+        key: 'http.withoutConsole',
+        label: 'saturation, no console (in turns)',
+        unit: 'tasks/s',
+        value: spread(withoutConsole),
+      },
+      {
+        key: 'http.withConsole',
+        label: 'saturation, console subscribed',
+        unit: 'tasks/s',
+        value: spread(withConsole),
+      },
+      {
+        key: 'http.consoleShare',
+        label: 'with console / without (each pair, %)',
+        unit: '%',
+        value: spread(withConsole.map((value, index) => Math.round((value / (withoutConsole[index] ?? value)) * 1000) / 10)),
+        target: { bound: 'min', value: 90 },
       },
       {
         key: 'memory.primaryRss',
