@@ -56,7 +56,9 @@ export interface MetricsSources {
 
 /** Counts of one kind: its outcomes and its duration histogram. */
 class KindCounts {
-  readonly outcomes = new Map<string, number>();
+  /** Done tasks; failures by code below (rare, so a map). */
+  done = 0;
+  readonly failures = new Map<string, number>();
   /** Per bucket of DURATION_BUCKETS, then +Inf; not cumulative (summed at a scrape). */
   readonly buckets = new Float64Array(DURATION_BUCKETS.length + 1);
   sum = 0;
@@ -96,13 +98,19 @@ export class TaskMetrics {
   /** Called by the dispatcher for every settled task, with its latency from acceptance. */
   settled(task: Task, outcome: Outcome, ms: number): void {
     const { kind } = task;
-    const code = outcome.status === 'done' ? 'done' : outcome.error.code;
     let counts = this.kinds.get(kind);
     if (counts === undefined) {
       counts = new KindCounts();
       this.kinds.set(kind, counts);
     }
-    counts.outcomes.set(code, (counts.outcomes.get(code) ?? 0) + 1);
+    if (outcome.status === 'done') {
+      counts.done += 1;
+      this.secondDone += 1;
+    } else {
+      const { code } = outcome.error;
+      counts.failures.set(code, (counts.failures.get(code) ?? 0) + 1);
+      this.secondFailed += 1;
+    }
     const seconds = ms / 1000;
     let bucket = 0;
     while (bucket < DURATION_BUCKETS.length && seconds > (DURATION_BUCKETS[bucket] as number)) bucket += 1;
@@ -110,8 +118,6 @@ export class TaskMetrics {
     counts.sum += seconds;
     counts.count += 1;
 
-    if (code === 'done') this.secondDone += 1;
-    else this.secondFailed += 1;
     (this.secondLatency[fineBucket(ms)] as number) += 1;
 
     if (!this.watching) return;
@@ -120,7 +126,7 @@ export class TaskMetrics {
       id: task.clientId,
       kind,
       status: outcome.status,
-      code: code === 'done' ? undefined : code,
+      code: outcome.status === 'done' ? undefined : outcome.error.code,
       worker: outcome.worker,
       ms: Math.round(ms * 100) / 100,
     };
@@ -167,7 +173,8 @@ export class TaskMetrics {
   outcomes(): { kind: string; outcome: string; count: number }[] {
     const all = [];
     for (const [kind, counts] of this.kinds) {
-      for (const [outcome, count] of counts.outcomes) all.push({ kind, outcome, count });
+      if (counts.done > 0) all.push({ kind, outcome: 'done', count: counts.done });
+      for (const [outcome, count] of counts.failures) all.push({ kind, outcome, count });
     }
     return all;
   }

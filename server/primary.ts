@@ -60,8 +60,8 @@ export class Primary {
   private httpPortInUse: number | undefined;
   private tickTimer: NodeJS.Timeout | undefined;
   private statsEventTimer: NodeJS.Timeout | undefined;
-  /** Each slot's `state pid` as the console last heard it: its worker events are the changes. */
-  private readonly slotSeen = new Map<number, string>();
+  /** Each slot's state and pid as the console last heard them (by slot - 1): events are the changes. */
+  private readonly slotSeen: { state: string; pid: number | null }[] = [];
   private markStarted: () => void = () => undefined;
   private readonly started = new Promise<void>((resolve) => (this.markStarted = resolve));
 
@@ -208,9 +208,10 @@ export class Primary {
 
   /** A worker event for the console when a slot's state or pid changed; stats soon after. */
   private slotChanged(slot: WorkerSlot): void {
-    const seen = `${slot.state} ${slot.pid}`;
-    if (this.slotSeen.get(slot.slot) === seen) return;
-    this.slotSeen.set(slot.slot, seen);
+    // Called on every change of a slot, often several times per batch of tasks: allocate nothing.
+    const seen = this.slotSeen[slot.slot - 1];
+    if (seen !== undefined && seen.state === slot.state && seen.pid === slot.pid) return;
+    this.slotSeen[slot.slot - 1] = { state: slot.state, pid: slot.pid };
     if (this.events.size === 0) return;
     this.events.publish('worker', { slot: slot.slot, state: slot.state, pid: slot.pid, at: Date.now() });
     this.statsEventTimer ??= setTimeout(() => {

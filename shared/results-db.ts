@@ -27,11 +27,11 @@ const MIGRATIONS: Record<number, string> = {
         worker      INTEGER NOT NULL,
         timestamp   TEXT NOT NULL
       );`,
-  // For the console's history (readPage): newest first, of a kind, of a status. An index on an
-  // existing file of a million rows takes a few seconds to build, once, before the worker is ready.
-  2: `CREATE INDEX IF NOT EXISTS results_by_time ON results (timestamp);
-      CREATE INDEX IF NOT EXISTS results_by_kind ON results (kind, timestamp);
-      CREATE INDEX IF NOT EXISTS results_by_status ON results (status, timestamp);`,
+  // For the console's history (readPage), which pages by id (the insertion order): the rows of a
+  // kind, and the failed rows (a partial index: a done row, the common case, costs it nothing).
+  // Each index costs every insert; see docs/performance.md. Built once, before the worker is ready.
+  2: `CREATE INDEX IF NOT EXISTS results_by_kind ON results (kind);
+      CREATE INDEX IF NOT EXISTS results_failed ON results (id) WHERE status = 'failed';`,
 };
 
 /** Columns written for each result, in INSERT order. */
@@ -352,12 +352,11 @@ async function exists(file: string): Promise<boolean> {
 
 // ---- pages of history (the HTTP API) ---------------------------------------------------------
 
-/** Where a page ends: the last row's timestamp, worker and id. Rows are ordered by all three, descending. */
-export interface PageCursor {
-  timestamp: string;
-  worker: number;
-  id: number;
-}
+/**
+ * Where a page ends, per worker file: the id below which its next rows are (its rows go by id,
+ * the order they were written). A file not named has not been read into yet.
+ */
+export type PageCursor = Readonly<Record<number, number>>;
 
 export interface PageQuery {
   limit: number;
@@ -384,7 +383,6 @@ export interface PageRow {
   taskChars: number;
   result: string | null;
   resultChars: number;
-  cursor: PageCursor;
 }
 
 export interface Page {
@@ -393,45 +391,61 @@ export interface Page {
   next: PageCursor | null;
 }
 
+interface FileRow extends PageRow {
+  id: number;
+}
+
 /**
  * One page of history across the worker files in `dataDir`, newest first: each file reads its
- * newest `limit + 1` rows past the cursor (through the indexes of migration 2), and the pages are
- * merged. Rows carry previews of their text, so a page is at most about limit x 1,000 characters.
+ * newest `limit + 1` rows below its bound (by id: no index for the order), and the lists are
+ * merged by time, each taken as a prefix, so the next page starts each file where this one left
+ * it and no row is skipped or shown twice. Rows carry previews of their text, so a page is at
+ * most about limit x 1,000 characters.
  */
 export async function readPage(dataDir: string, query: PageQuery): Promise<Page> {
   const files = await workerDatabaseFiles(dataDir, query.worker);
-  const lists = await Promise.all(files.map((file) => pageOfFile(file, query)));
-  const merged = lists.flat().sort(comparePageRows);
-  const rows = merged.slice(0, query.limit);
-  const last = rows[rows.length - 1];
-  return { rows, next: merged.length > query.limit && last !== undefined ? last.cursor : null };
+  const slots = files.map((file) => Number(/worker(\d+)\.db$/.exec(file)?.[1]));
+  const lists = await Promise.all(files.map((file, index) => pageOfFile(file, query, query.before?.[slots[index] as number])));
+  const heads = lists.map(() => 0);
+  const rows: PageRow[] = [];
+  const next: Record<number, number> = { ...query.before };
+  while (rows.length < query.limit) {
+    let best = -1;
+    for (let index = 0; index < lists.length; index += 1) {
+      const candidate = lists[index]?.[heads[index] as number];
+      if (candidate === undefined) continue;
+      const current = best === -1 ? undefined : lists[best]?.[heads[best] as number];
+      if (current === undefined || newer(candidate, current)) best = index;
+    }
+    if (best === -1) break;
+    const { id, ...row } = (lists[best] as FileRow[])[heads[best] as number] as FileRow;
+    heads[best] = (heads[best] as number) + 1;
+    next[slots[best] as number] = id;
+    rows.push(row);
+  }
+  const more = lists.some((list, index) => (heads[index] as number) < list.length);
+  return { rows, next: more ? next : null };
 }
 
-function comparePageRows(a: PageRow, b: PageRow): number {
-  if (a.timestamp !== b.timestamp) return a.timestamp < b.timestamp ? 1 : -1;
-  if (a.worker !== b.worker) return b.worker - a.worker;
-  return b.cursor.id - a.cursor.id;
+function newer(a: FileRow, b: FileRow): boolean {
+  if (a.timestamp !== b.timestamp) return a.timestamp > b.timestamp;
+  return a.worker > b.worker;
 }
 
-async function pageOfFile(file: string, query: PageQuery): Promise<PageRow[]> {
-  const slot = Number(/worker(\d+)\.db$/.exec(file)?.[1]);
+async function pageOfFile(file: string, query: PageQuery, below: number | undefined): Promise<FileRow[]> {
   const conditions: string[] = [];
   const params: (string | number)[] = [];
-  if (query.before !== undefined) {
-    // After (T, W, I) in the order (timestamp, worker, id) descending; all of a file's rows have its worker.
-    const { timestamp, worker, id } = query.before;
-    const idBound = slot < worker ? Number.MAX_SAFE_INTEGER : slot > worker ? 0 : id;
-    conditions.push('(timestamp < ? OR (timestamp = ? AND id < ?))');
-    params.push(timestamp, timestamp, idBound);
+  if (below !== undefined) {
+    conditions.push('id < ?');
+    params.push(below);
   }
   if (query.kind !== undefined) {
     conditions.push('kind = ?');
     params.push(query.kind);
   }
-  if (query.status !== undefined) {
-    conditions.push('status = ?');
-    params.push(query.status);
-  }
+  // A literal, not a parameter: SQLite uses the partial index results_failed only for the literal.
+  if (query.status === 'failed') conditions.push("status = 'failed'");
+  if (query.status === 'done') conditions.push("status = 'done'");
   if (query.q !== undefined && query.q !== '') {
     const pattern = `%${query.q.replace(/[\\%_]/g, (char) => `\\${char}`)}%`;
     conditions.push("(task LIKE ? ESCAPE '\\' OR result LIKE ? ESCAPE '\\')");
@@ -463,12 +477,13 @@ async function pageOfFile(file: string, query: PageQuery): Promise<PageRow[]> {
               substr(task, 1, ${PREVIEW_CHARS}) AS task, length(task) AS task_chars,
               substr(result, 1, ${PREVIEW_CHARS}) AS result, length(result) AS result_chars
        FROM results ${conditions.length === 0 ? '' : `WHERE ${conditions.join(' AND ')}`}
-       ORDER BY timestamp DESC, id DESC LIMIT ?`,
+       ORDER BY id DESC LIMIT ?`,
       [...params, query.limit + 1],
     ).catch((error: unknown) => {
       throw storageError(file, 'cannot read', error);
     });
     return rows.map((row) => ({
+      id: row.id,
       taskId: row.task_id,
       clientId: row.client_id,
       kind: row.kind,
@@ -479,7 +494,6 @@ async function pageOfFile(file: string, query: PageQuery): Promise<PageRow[]> {
       taskChars: row.task_chars,
       result: row.result,
       resultChars: row.result_chars ?? 0,
-      cursor: { timestamp: row.timestamp, worker: row.worker, id: row.id },
     }));
   } finally {
     await close(db);

@@ -94,7 +94,7 @@ class HttpFailure extends Error {
 const TaskBodySchema = SubmitSchema.omit({ type: true });
 const WaitQuerySchema = z.strictObject({ wait: z.enum(['true', 'false']).default('true') });
 const TaskIdParamsSchema = z.strictObject({ taskId: z.string().min(1).max(128) });
-const CursorSchema = z.tuple([z.string().min(1).max(64), z.number().int().min(0), z.number().int().min(0)]);
+const CursorSchema = z.record(z.string().regex(/^\d{1,2}$/), z.number().int().min(0));
 
 function resultsQuerySchema(workers: number) {
   return z.strictObject({
@@ -107,14 +107,15 @@ function resultsQuerySchema(workers: number) {
   });
 }
 
+/** A page's cursor as the client carries it: opaque, base64url of `{"slot": id, ...}`. */
 export function encodeCursor(cursor: PageCursor): string {
-  return Buffer.from(JSON.stringify([cursor.timestamp, cursor.worker, cursor.id])).toString('base64url');
+  return Buffer.from(JSON.stringify(cursor)).toString('base64url');
 }
 
 function decodeCursor(text: string): PageCursor {
   try {
-    const [timestamp, worker, id] = CursorSchema.parse(JSON.parse(Buffer.from(text, 'base64url').toString('utf8')));
-    return { timestamp, worker, id };
+    const bounds = CursorSchema.parse(JSON.parse(Buffer.from(text, 'base64url').toString('utf8')));
+    return Object.fromEntries(Object.entries(bounds).map(([slot, id]) => [Number(slot), id]));
   } catch {
     throw badRequest('before must be the `next` of an earlier page, as it was given');
   }
@@ -218,7 +219,7 @@ export class HttpApi {
       const query = parse(resultsQuerySchema(cluster.workers), request.query, 'the query');
       const page = await cluster.page({ ...query, before: query.before === undefined ? undefined : decodeCursor(query.before) });
       return {
-        rows: page.rows.map(({ cursor: _cursor, ...row }) => row),
+        rows: page.rows,
         next: page.next === null ? null : encodeCursor(page.next),
       };
     });
