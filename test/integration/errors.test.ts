@@ -3,7 +3,8 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ERROR_CODES, ErrorCode } from '../../shared/errors';
 import { MAX_LINE_BYTES, type ServerMessage } from '../../shared/protocol';
-import { ROOT, startCluster, stopClusters, type Cluster } from '../helpers/cluster';
+import { ROOT, startCluster, stopClusters, until, type Cluster } from '../helpers/cluster';
+import { request } from '../helpers/http';
 import { readRows } from '../helpers/db';
 import { closeRawClients, rawClient, type RawClient } from '../helpers/raw-client';
 
@@ -258,6 +259,42 @@ describe('error codes: each is reachable, and the server serves a good task afte
 
       const restarted = await startCluster({ args: ['--quiet'], dataDir: cluster.dataDir });
       await stillServes(restarted);
+    });
+  });
+
+  describe('over HTTP, the same codes with a status', function () {
+    afterEach(async () => {
+      closeRawClients();
+      await stopClusters();
+    });
+
+    /** Checks an HTTP error body, and counts its code as reached. */
+    function expectHttpError(reply: Awaited<ReturnType<typeof request>>, status: number, code: ErrorCode, text: RegExp): void {
+      expect(reply.status, reply.text).to.equal(status);
+      expect(reply.json.error.code).to.equal(code);
+      expect(reply.json.error.message).to.match(text);
+      reached.add(code);
+    }
+
+    it('NOT_FOUND and TOO_LARGE', async function () {
+      const cluster = await startCluster({ args: ['--quiet', '--http-port', '0'] });
+      const port = cluster.httpPort as number;
+      expectHttpError(await request(port, '/api/tasks/nobody'), 404, ErrorCode.NOT_FOUND, /no task nobody is queued, running or stored/);
+      expectHttpError(await request(port, '/api/tasks', { body: { kind: 'text', payload: 'x'.repeat(1_048_577) } }), 413, ErrorCode.TOO_LARGE, /over 1048576 bytes/);
+      await stillServes(cluster);
+    });
+
+    it('QUEUE_FULL, with Retry-After, while TCP clients are paused instead; then it serves again', async function () {
+      const cluster = await startCluster({ args: ['--quiet', '--http-port', '0', '--workers', '1', '--max-inflight-per-worker', '1', '--max-queue', '1'] });
+      const port = cluster.httpPort as number;
+      const client = await rawClient(cluster.port);
+      for (const id of ['a', 'b', 'c']) client.send({ type: 'submit', id, kind: 'sleep', payload: { ms: 400 } });
+      await until(async () => (await request(port, '/api/stats')).json.queued >= 1, 3_000, 'the queue to fill');
+      const full = await request(port, '/api/tasks', { body: { kind: 'text', payload: 'x' } });
+      expectHttpError(full, 503, ErrorCode.QUEUE_FULL, /the queue is full; try again in a second/);
+      expect(full.headers.get('retry-after')).to.equal('1');
+      for (const id of ['a', 'b', 'c']) expect(await client.reply(id)).to.include({ type: 'done' });
+      expect((await request(port, '/api/tasks', { body: { kind: 'text', payload: 'after' } })).json.type).to.equal('done');
     });
   });
 
