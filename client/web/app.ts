@@ -50,8 +50,8 @@ interface PageRow {
 }
 
 interface StoredRow {
-  task_id: string;
-  client_id: string | null;
+  taskId: string;
+  clientId: string | null;
   kind: string;
   task: string;
   result: unknown;
@@ -318,7 +318,7 @@ async function openTask(taskId: string): Promise<void> {
     ['state', found.state],
     ['worker', String(row?.worker ?? found.worker ?? '–')],
     ['kind', row?.kind ?? '–'],
-    ['client id', row?.client_id ?? '–'],
+    ['client id', row?.clientId ?? '–'],
     ['stored', row === undefined ? 'not yet' : new Date(row.timestamp).toLocaleString()],
   ];
   $('task-fields').replaceChildren(...fields.flatMap(([name, value]) => [element('dt', {}, name), element('dd', {}, value)]));

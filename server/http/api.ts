@@ -5,6 +5,7 @@
  * is `{ "error": { "code", "message" } }` with the codes the TCP protocol uses; see docs/http.md.
  */
 import { fastify, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Socket } from 'node:net';
 import { z } from 'zod';
 import { describeIssues, ErrorCode, messageOf, type ErrorData } from '../../shared/errors';
 import type { Logger } from '../../shared/logger';
@@ -25,6 +26,17 @@ export const MAX_BODY_BYTES = 1024 * 1024;
 const REQUEST_TIMEOUT_MS = 10_000;
 /** An idle keep-alive connection is closed after this. */
 const KEEP_ALIVE_TIMEOUT_MS = 5_000;
+/** A connection must have sent its request's headers within this. */
+const HEADERS_TIMEOUT_MS = 5_000;
+/** How often Node looks for connections past those timeouts (its default, 30 s, let them linger). */
+const TIMEOUT_CHECK_MS = 1_000;
+/**
+ * Tasks accepted with ?wait=false and not yet settled: a client that waits for nothing could
+ * otherwise fill the whole queue alone (a TCP connection may have 4,096 unanswered).
+ */
+export const MAX_DETACHED_TASKS = 4_096;
+/** /metrics and /api/series are made at most this often; a flood of either is served the same text. */
+const CACHE_MS = 1_000;
 const MAX_PAGE_LIMIT = 500;
 const DEFAULT_PAGE_LIMIT = 50;
 
@@ -103,7 +115,11 @@ function resultsQuerySchema(workers: number) {
     worker: intOption(1, workers).optional(),
     kind: z.string().min(1).max(128).optional(),
     status: z.enum(['done', 'failed']).optional(),
-    q: z.string().max(200).optional(),
+    q: z
+      .string()
+      .max(200)
+      .refine((q) => !q.includes('\u0000'), 'may not contain a NUL character')
+      .optional(),
   });
 }
 
@@ -126,7 +142,7 @@ function badRequest(message: string): HttpFailure {
 }
 
 function parse<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
-  const parsed = schema.safeParse(value ?? {});
+  const parsed = schema.safeParse(value);
   if (!parsed.success) throw badRequest(`${where}: ${describeIssues(parsed.error.issues)}`);
   return parsed.data;
 }
@@ -139,21 +155,30 @@ class HttpTaskOwner implements TaskOwner {
   constructor(
     readonly label: string,
     wait: boolean,
+    private readonly settledDetached: () => void,
   ) {
     if (wait) this.outcome = new Promise((resolve) => (this.answer = resolve));
   }
 
   settle(_task: Task, outcome: Outcome): void {
-    this.answer?.(outcome);
+    if (this.answer === undefined) this.settledDetached();
+    else this.answer(outcome);
   }
 }
 
 export class HttpApi {
   readonly app: FastifyInstance;
   private requests = 0;
+  private detached = 0;
+  private allowedHosts = new Set<string>();
+  private readonly cached = new Map<string, { at: number; text: string; type: string }>();
 
   constructor(private readonly cluster: HttpCluster) {
     this.app = fastify({
+      http: { headersTimeout: HEADERS_TIMEOUT_MS, connectionsCheckingInterval: TIMEOUT_CHECK_MS },
+      clientErrorHandler: (error, socket) => answerClientError(error, socket),
+      frameworkErrors: (error, _request, reply) =>
+        this.fail(reply, new HttpFailure({ code: ErrorCode.BAD_MESSAGE, message: `the URL is not valid: ${error.message}` })),
       logger: false,
       bodyLimit: MAX_BODY_BYTES,
       requestTimeout: REQUEST_TIMEOUT_MS,
@@ -166,7 +191,19 @@ export class HttpApi {
       onConstructorPoisoning: 'error',
       routerOptions: { ignoreTrailingSlash: true, maxParamLength: 256 },
     });
-    this.app.server.maxConnections = cluster.maxConnections;
+    // Past the limit a connection is told so (Node's own maxConnections closes it without a word).
+    this.app.server.on('connection', (socket: Socket) => {
+      // Node times out headers only once a request has begun: a connection that sends nothing at
+      // all would hold its place until the limit shut everyone out.
+      const silent = setTimeout(() => socket.destroy(), HEADERS_TIMEOUT_MS);
+      socket.once('data', () => clearTimeout(silent));
+      socket.once('close', () => clearTimeout(silent));
+      void this.app.server.getConnections((error, count) => {
+        if (error === null && count > cluster.maxConnections) {
+          answerRaw(socket, 503, { code: ErrorCode.TOO_MANY_CONNECTIONS, message: `the server is at its limit of ${cluster.maxConnections} HTTP connections` });
+        }
+      });
+    });
     // Tasks come as JSON only: a text/plain body is refused by name rather than read as a string.
     this.app.removeContentTypeParser('text/plain');
     this.app.setErrorHandler((error, _request, reply) => this.fail(reply, error));
@@ -174,7 +211,9 @@ export class HttpApi {
       this.fail(reply, new HttpFailure({ code: ErrorCode.NOT_FOUND, message: `no route ${request.method} ${request.url.split('?')[0]}; see docs/http.md` })),
     );
     this.app.addHook('onRequest', async (request, reply) => {
-      if (!isProtected(request.url)) return;
+      this.checkHost(request);
+      // By the route the router matched, never by the raw URL: `/%61pi/stats` is `/api/stats`.
+      if ((request.routeOptions.config as { open?: boolean }).open === true) return;
       await cluster.started;
       await this.authorize(request, reply);
     });
@@ -193,7 +232,11 @@ export class HttpApi {
       );
     }
     const address = this.app.server.address();
-    return typeof address === 'object' && address !== null ? address.port : port;
+    const bound = typeof address === 'object' && address !== null ? address.port : port;
+    // Without a token, only these names reach the console: a page elsewhere that rebinds its
+    // own name to 127.0.0.1 (DNS rebinding) is refused.
+    for (const name of ['127.0.0.1', 'localhost', '[::1]', host.includes(':') ? `[${host}]` : host]) this.allowedHosts.add(`${name}:${bound}`);
+    return bound;
   }
 
   close(): Promise<void> {
@@ -213,10 +256,11 @@ export class HttpApi {
       if (row === undefined) {
         throw new HttpFailure({ code: ErrorCode.NOT_FOUND, message: `no task ${taskId} is queued, running or stored` });
       }
-      return { taskId, state: row.status, row };
+      const { task_id: _taskId, client_id: clientId, ...rest } = row;
+      return { taskId, state: row.status, row: { taskId, clientId, ...rest } };
     });
     app.get('/api/results', async (request) => {
-      const query = parse(resultsQuerySchema(cluster.workers), request.query, 'the query');
+      const query = parse(resultsQuerySchema(cluster.workers), request.query ?? {}, 'the query');
       const page = await cluster.page({ ...query, before: query.before === undefined ? undefined : decodeCursor(query.before) });
       return {
         rows: page.rows,
@@ -224,7 +268,7 @@ export class HttpApi {
       };
     });
     app.get('/api/stats', async () => cluster.stats());
-    app.get('/api/series', async () => ({ seconds: cluster.series() }));
+    app.get('/api/series', (_request, reply) => this.cachedSend(reply, 'series', async () => ({ type: 'application/json; charset=utf-8', text: JSON.stringify({ seconds: cluster.series() }) })));
     app.get('/api/kinds', async () => ({ kinds: [...cluster.kinds()], schemas: cluster.schemas() }));
     app.get('/api/events', (_request, reply) => {
       if (cluster.events.full) {
@@ -233,16 +277,18 @@ export class HttpApi {
       reply.hijack();
       cluster.events.subscribe(reply.raw, cluster.firstEvents());
     });
-    app.get('/metrics', async (_request, reply) => {
-      const { contentType, text } = await cluster.metrics();
-      return reply.type(contentType).send(text);
-    });
-    app.get('/*', (request, reply) => this.pageFile(request, reply));
+    app.get('/metrics', (_request, reply) =>
+      this.cachedSend(reply, 'metrics', async () => {
+        const { contentType, text } = await cluster.metrics();
+        return { type: contentType, text };
+      }),
+    );
+    app.get('/*', { config: { open: true } }, (request, reply) => this.pageFile(request, reply));
   }
 
   private async postTask(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
     const { cluster } = this;
-    const { wait } = parse(WaitQuerySchema, request.query, 'the query');
+    const { wait } = parse(WaitQuerySchema, request.query ?? {}, 'the query');
     const body = parse(TaskBodySchema, request.body, 'the body');
     const timeoutMs = body.timeoutMs ?? cluster.defaultTimeoutMs;
     const problem = timeoutProblem(timeoutMs, cluster);
@@ -253,8 +299,16 @@ export class HttpApi {
       reply.header('retry-after', '1');
       throw new HttpFailure({ code: ErrorCode.QUEUE_FULL, message: 'the queue is full; try again in a second' });
     }
+    if (wait === 'false' && this.detached >= MAX_DETACHED_TASKS) {
+      reply.header('retry-after', '1');
+      throw new HttpFailure({
+        code: ErrorCode.QUEUE_FULL,
+        message: `${MAX_DETACHED_TASKS} tasks sent with wait=false are unfinished; wait for some, or send with wait=true`,
+      });
+    }
     this.requests += 1;
-    const owner = new HttpTaskOwner(`http#${this.requests}`, wait === 'true');
+    const owner = new HttpTaskOwner(`http#${this.requests}`, wait === 'true', () => (this.detached -= 1));
+    if (wait === 'false') this.detached += 1;
     const chars = Number(request.headers['content-length'] ?? 0) || JSON.stringify(body.payload ?? null).length;
     const task = newTask({ taskId: cluster.nextTaskId(), clientId: body.id, kind: body.kind, payload: body.payload, timeoutMs, chars, owner });
     cluster.submit(task);
@@ -283,7 +337,7 @@ export class HttpApi {
 
   private pageFile(request: FastifyRequest, reply: FastifyReply): FastifyReply {
     const path = request.url.split('?')[0] as string;
-    if (isProtected(path)) {
+    if (isApiPath(path)) {
       throw new HttpFailure({ code: ErrorCode.NOT_FOUND, message: `no route ${request.method} ${path}; see docs/http.md` });
     }
     const file = this.cluster.pageFiles.get(path === '/index.html' ? '/' : path);
@@ -304,6 +358,29 @@ export class HttpApi {
       .header('content-security-policy', "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'");
     if (request.headers['if-none-match'] === file.etag) return reply.code(304).send();
     return reply.send(file.body);
+  }
+
+  /** Sends what `make` gives, made again at most once per CACHE_MS. */
+  private async cachedSend(reply: FastifyReply, key: string, make: () => Promise<{ type: string; text: string }>): Promise<FastifyReply> {
+    let entry = this.cached.get(key);
+    const now = performance.now();
+    if (entry === undefined || now - entry.at >= CACHE_MS) {
+      entry = { at: now, ...(await make()) };
+      this.cached.set(key, entry);
+    }
+    return reply.type(entry.type).send(entry.text);
+  }
+
+  /** Without a token, a request must name this server as it listens (see allowedHosts). */
+  private checkHost(request: FastifyRequest): void {
+    if (this.cluster.token !== undefined || this.allowedHosts.size === 0) return;
+    const host = request.headers.host;
+    if (host !== undefined && this.allowedHosts.has(host.toLowerCase())) return;
+    const example = [...this.allowedHosts][0];
+    throw new HttpFailure({
+      code: ErrorCode.BAD_MESSAGE,
+      message: `the Host header ${JSON.stringify(host ?? '')} is not this server's: open http://${example}/ (or set --token to serve other names)`,
+    });
   }
 
   /** With a token set, every API route needs `Authorization: Bearer <token>`; failures are slowed. */
@@ -336,9 +413,43 @@ export class HttpApi {
   }
 }
 
-/** The API, the events and the metrics need the token; the page's files, which hold no data, do not. */
-function isProtected(url: string): boolean {
-  return url.startsWith('/api/') || url === '/api' || url.startsWith('/metrics');
+/** Whether a path is one of the API's (or /metrics); the page's files are everything else. */
+function isApiPath(path: string): boolean {
+  return path.startsWith('/api/') || path === '/api' || path.startsWith('/metrics');
+}
+
+/** Writes a whole error response on a raw socket and closes it (before or outside Fastify). */
+function answerRaw(socket: Socket, status: number, error: ErrorData): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = JSON.stringify({ error });
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\ncontent-type: application/json; charset=utf-8\r\n` +
+      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
+  setTimeout(() => socket.destroy(), 1_000).unref();
+}
+
+const STATUS_TEXT: Readonly<Record<number, string>> = { 400: 'Bad Request', 408: 'Request Timeout', 413: 'Payload Too Large', 431: 'Request Header Fields Too Large', 503: 'Service Unavailable' };
+
+/** A request Node's parser refused (bad framing, headers too large, too slow): our body, not Node's. */
+function answerClientError(error: Error & { code?: string }, socket: Socket): void {
+  switch (error.code) {
+    case 'HPE_HEADER_OVERFLOW':
+      answerRaw(socket, 431, { code: ErrorCode.TOO_LARGE, message: 'the request headers are over 16 KiB' });
+      return;
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+    case 'ERR_HTTP_HEADERS_TIMEOUT':
+      answerRaw(socket, 408, { code: ErrorCode.IDLE_TIMEOUT, message: `the request did not arrive within ${REQUEST_TIMEOUT_MS} ms` });
+      return;
+    case 'ECONNRESET':
+      socket.destroy();
+      return;
+    default:
+      answerRaw(socket, 400, { code: ErrorCode.BAD_MESSAGE, message: `not a valid HTTP request (${error.code ?? error.message})` });
+  }
 }
 
 function toFailure(error: unknown): HttpFailure {
@@ -348,8 +459,10 @@ function toFailure(error: unknown): HttpFailure {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new HttpFailure({ code: ErrorCode.TOO_LARGE, message: `the body is over ${MAX_BODY_BYTES} bytes (1 MiB), the limit of a task` });
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      // Fastify's parser says the same for both, and keeps the reason to itself.
+      return new HttpFailure({ code: ErrorCode.BAD_JSON, message: 'the body is not valid JSON, or has a "__proto__" or "constructor.prototype" field' });
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-      return new HttpFailure({ code: ErrorCode.BAD_JSON, message: `the body is not valid JSON: ${fastifyError.message}` });
+      return new HttpFailure({ code: ErrorCode.BAD_JSON, message: 'the body is empty; send the task as JSON' });
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new HttpFailure({ code: ErrorCode.BAD_MESSAGE, message: 'send the body as JSON, with Content-Type: application/json' });
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import http from 'node:http';
 import net from 'node:net';
 import { startCluster, stopClusters, until, type Cluster } from '../helpers/cluster';
 import { EventReader, parseMetrics, request } from '../helpers/http';
@@ -45,7 +46,11 @@ describe('HTTP API (the primary on --http-port 0)', function () {
       ['an unknown field', { body: { kind: 'text', payload: 'x', priority: 9 } }, 400, 'BAD_MESSAGE', /priority/],
       ['a time limit over the maximum', { body: { kind: 'text', payload: 'x', timeoutMs: 10_000_000 } }, 400, 'BAD_MESSAGE', /--max-task-timeout-ms/],
       ['a body over 1 MiB', { body: { kind: 'text', payload: 'x'.repeat(1_100_000) } }, 413, 'TOO_LARGE', /1 MiB/],
-      ['proto poisoning', { rawBody: '{"kind":"text","payload":"x","__proto__":{"a":1}}', headers: { 'content-type': 'application/json' } }, 400, 'BAD_JSON', /./],
+      ['proto poisoning', { rawBody: '{"kind":"text","payload":"x","__proto__":{"a":1}}', headers: { 'content-type': 'application/json' } }, 400, 'BAD_JSON', /or has a "__proto__" or "constructor.prototype" field/],
+      ['a null body', { rawBody: 'null', headers: { 'content-type': 'application/json' } }, 400, 'BAD_MESSAGE', /the body: value must be an object, not null/],
+      ['a NUL in q', { path: '/api/results?q=a%00b', method: 'GET' }, 400, 'BAD_MESSAGE', /q may not contain a NUL character/],
+      ['a URL that is not one', { path: '/%ff', method: 'GET' }, 400, 'BAD_MESSAGE', /the URL is not valid/],
+      ['headers over 16 KiB', { path: '/api/stats', method: 'GET', headers: { 'x-big': 'a'.repeat(20_000) } }, 431, 'TOO_LARGE', /headers are over 16 KiB/],
       ['a bad wait', { path: '/api/tasks?wait=maybe', body: { kind: 'text', payload: 'x' } }, 400, 'BAD_MESSAGE', /wait/],
       ['an unknown route', { path: '/api/nothing', method: 'GET' }, 404, 'NOT_FOUND', /no route GET \/api\/nothing/],
       ['an unknown task', { path: '/api/tasks/no-such-task', method: 'GET' }, 404, 'NOT_FOUND', /no task no-such-task/],
@@ -59,6 +64,18 @@ describe('HTTP API (the primary on --http-port 0)', function () {
       expect(reply.json?.error?.code, `${what}: ${reply.text}`).to.equal(code);
       expect(reply.json.error.message, what).to.match(message);
     }
+    // fetch() will not send another Host: a page that rebinds its own name to 127.0.0.1 would.
+    const rebound = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port, path: '/api/stats', headers: { host: 'evil.example' } }, (response) => {
+          let body = '';
+          response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+          response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
+        })
+        .on('error', reject);
+    });
+    expect(rebound.status).to.equal(400);
+    expect(JSON.parse(rebound.body).error.message).to.match(/the Host header "evil.example" is not this server's: open http:\/\/127\.0\.0\.1:\d+\//);
     // The TCP side was never disturbed.
     const client = await cluster.connect();
     expect((await client.submit('text', 'still here')).type).to.equal('done');
@@ -75,7 +92,7 @@ describe('HTTP API (the primary on --http-port 0)', function () {
     expect(running.json).to.deep.equal({ taskId, state: 'running', worker: 1 });
     await until(async () => (await request(port, `/api/tasks/${taskId}`)).json.state === 'done', 5_000, 'the task to be stored');
     const stored = await request(port, `/api/tasks/${taskId}`);
-    expect(stored.json.row).to.include({ task_id: taskId, kind: 'sleep', status: 'done', worker: 1 });
+    expect(stored.json.row).to.include({ taskId, clientId: null, kind: 'sleep', status: 'done', worker: 1 });
     expect(stored.json.row.result).to.deep.equal({ sleptMs: 600 });
   });
 
@@ -125,7 +142,8 @@ describe('HTTP API (the primary on --http-port 0)', function () {
     const token = 'a-long-secret-token';
     const { httpPort: port } = await httpCluster(['--token', token]);
     // Each failure from an address doubles the wait before the next answer (250 ms, 500 ms, ...).
-    for (const path of ['/metrics', '/api/events']) {
+    // The route matched counts, not the URL's spelling: `/%61pi/stats` is `/api/stats`.
+    for (const path of ['/metrics', '/api/events', '/%61pi/stats']) {
       const none = await request(port, path);
       expect(none.status, path).to.equal(401);
       expect(none.json.error.code).to.equal('UNAUTHORIZED');
@@ -245,6 +263,51 @@ describe('HTTP API (the primary on --http-port 0)', function () {
     expect(reply.status).to.equal(200);
     expect(reply.json.result).to.deep.equal({ sleptMs: 700 });
     expect((await exit).code).to.equal(0);
+  });
+
+  it('past its connection limit answers 503 TOO_MANY_CONNECTIONS, and closes a silent connection within seconds', async function () {
+    const { httpPort: port } = await httpCluster(['--max-connections', '4']);
+    const silent = await Promise.all(
+      Array.from({ length: 4 }, () => new Promise<net.Socket>((resolve) => {
+        const socket = net.connect(port, '127.0.0.1', () => resolve(socket));
+        socket.on('error', () => undefined);
+      })),
+    );
+    const over = await request(port, '/api/stats').catch((error: unknown) => error);
+    expect((over as { status?: number }).status, String(over)).to.equal(503);
+    expect((over as { json: { error: { code: string } } }).json.error.code).to.equal('TOO_MANY_CONNECTIONS');
+    const openedAt = Date.now();
+    const closedAt = await Promise.all(silent.map((socket) => new Promise<number>((resolve) => socket.once('close', () => resolve(Date.now())))));
+    console.log(`      silent connections closed ${Math.min(...closedAt) - openedAt}-${Math.max(...closedAt) - openedAt} ms later`);
+    expect((await request(port, '/api/stats')).status, 'served again once they are gone').to.equal(200);
+  });
+
+  it('takes at most 4,096 unfinished ?wait=false tasks, then QUEUE_FULL; waiting ones still go in', async function () {
+    this.timeout(60_000);
+    const cluster = await httpCluster();
+    const port = cluster.httpPort;
+    let sent = 0;
+    const statuses: number[] = [];
+    await Promise.all(
+      Array.from({ length: 32 }, async () => {
+        while (sent < 4_100) {
+          sent += 1;
+          statuses.push((await request(port, '/api/tasks?wait=false', { body: { kind: 'sleep', payload: { ms: 20_000 } } })).status);
+        }
+      }),
+    );
+    expect(statuses.filter((status) => status === 202)).to.have.length(4_096);
+    const refused = await request(port, '/api/tasks?wait=false', { body: { kind: 'text', payload: 'one more' } });
+    expect(refused.status).to.equal(503);
+    expect(refused.json.error.message).to.match(/4096 tasks sent with wait=false are unfinished/);
+    expect(statuses.filter((status) => status === 503)).to.have.length(4);
+    const stats = (await request(port, '/api/stats')).json as { queued: number; workers: { inflight: number }[] };
+    expect(stats.queued + stats.workers.reduce((sum, worker) => sum + worker.inflight, 0)).to.equal(4_096);
+    // What a client waits for is not counted: the queue still takes it (answered after the sleeps).
+    const waited = request(port, '/api/tasks', { body: { kind: 'text', payload: 'waits' } }).catch(() => undefined);
+    await until(async () => (await request(port, '/api/stats')).json.accepted === 4_097, 3_000, 'the waiting task to be accepted');
+    await cluster.kill('SIGKILL');
+    await waited;
   });
 
   it('says which option when --http-port is taken or not a port', async function () {

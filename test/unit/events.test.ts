@@ -1,7 +1,8 @@
 import { expect } from 'chai';
 import { EventEmitter } from 'node:events';
 import type { ServerResponse } from 'node:http';
-import { EventHub, MAX_BUFFERED_BYTES, MAX_SUBSCRIBERS } from '../../server/http/events';
+import { performance } from 'node:perf_hooks';
+import { EventHub, MAX_BUFFERED_BYTES, MAX_SUBSCRIBERS, STALLED_SUBSCRIBER_MS } from '../../server/http/events';
 
 /** A response whose socket the test fills and drains by hand. */
 class FakeResponse extends EventEmitter {
@@ -17,8 +18,13 @@ class FakeResponse extends EventEmitter {
     this.writableLength += Buffer.byteLength(text);
     return this.writableLength < MAX_BUFFERED_BYTES;
   }
+  destroyed = false;
   end(): void {
     this.ended = true;
+  }
+  destroy(): void {
+    this.destroyed = true;
+    this.emit('close');
   }
   drain(): void {
     this.writableLength = 0;
@@ -67,5 +73,39 @@ describe('EventHub: server-sent events with a bounded buffer per subscriber', fu
     for (const response of responses) response.emit('close');
     expect(hub.size).to.equal(0);
     expect(states).to.deep.equal([true, false]);
+  });
+
+  it('closes a subscriber whose events were dropped for STALLED_SUBSCRIBER_MS, and gives its place to a new one', async function () {
+    const hub = new EventHub();
+    const responses = Array.from({ length: MAX_SUBSCRIBERS }, () => subscribe(hub));
+    const stalled = responses[0] as FakeResponse;
+    stalled.writableLength = MAX_BUFFERED_BYTES + 1;
+    hub.publish('tick', 1);
+    for (const response of responses.slice(1)) response.drain();
+    // Full, and nobody has been stalled long yet: the one dropping events makes room at once.
+    expect(hub.full).to.equal(false);
+    expect(stalled.destroyed).to.equal(true);
+    expect(hub.size).to.equal(MAX_SUBSCRIBERS - 1);
+    subscribe(hub);
+    expect(hub.full, 'full of subscribers that read').to.equal(true);
+
+    const slow = new EventHub();
+    const late = subscribe(slow);
+    late.writableLength = MAX_BUFFERED_BYTES + 1;
+    const realNow = performance.now;
+    try {
+      let now = realNow.call(performance);
+      performance.now = () => now;
+      slow.publish('tick', 1);
+      now += STALLED_SUBSCRIBER_MS - 1;
+      slow.publish('tick', 2);
+      expect(late.destroyed).to.equal(false);
+      now += 2;
+      slow.publish('tick', 3);
+      expect(late.destroyed).to.equal(true);
+      expect(slow.size).to.equal(0);
+    } finally {
+      performance.now = realNow;
+    }
   });
 });
