@@ -14,7 +14,7 @@ import { messageOf } from './errors';
 export const SCHEMA_VERSION = 2;
 
 /** Migrations by the version they lead to; run in order inside one transaction each. */
-const MIGRATIONS: Record<number, string> = {
+export const MIGRATIONS: Readonly<Record<number, string>> = {
   1: `CREATE TABLE IF NOT EXISTS results (
         id          INTEGER PRIMARY KEY,
         task_id     TEXT NOT NULL UNIQUE,
