@@ -46,6 +46,20 @@ export const ResultsOptionsSchema = z.strictObject({
 });
 export type ResultsOptions = z.infer<typeof ResultsOptionsSchema>;
 
+/** `ronda prune`: offline retention of a stopped cluster's files. */
+export const PruneOptionsSchema = z
+  .strictObject({
+    dataDir: z.string().min(1),
+    retainRows: intOption(1, 1_000_000_000).optional(),
+    retainDays: intOption(1, 36_500).optional(),
+    help: flagOption.default(false),
+  })
+  .refine((options) => options.help || options.retainRows !== undefined || options.retainDays !== undefined, {
+    path: ['retainRows'],
+    message: 'or --retain-days is needed: say what to keep',
+  });
+export type PruneOptions = z.infer<typeof PruneOptionsSchema>;
+
 export const StatsOptionsSchema = z.strictObject({ ...AddressShape, json: flagOption.default(false) });
 export type StatsOptions = z.infer<typeof StatsOptionsSchema>;
 

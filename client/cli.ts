@@ -17,6 +17,7 @@ Commands:
   submit <task...>    submit tasks and print their results (- reads one task per line)
   results             the latest stored results
   stats               the workers and their counters
+  prune               delete old rows of a stopped cluster's files
 
   ronda <command> --help   that command's options
   ronda --version          the version of Ronda`;
@@ -29,6 +30,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   submit: async () => (await import('./submit-command.js')).submitCommand,
   results: async () => (await import('./results-command.js')).resultsCommand,
   stats: async () => (await import('./stats-command.js')).statsCommand,
+  prune: async () => (await import('./prune-command.js')).pruneCommand,
 };
 
 async function main(): Promise<number> {

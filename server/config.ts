@@ -84,6 +84,10 @@ export const ServerConfigSchema = z
     maxQueue: intOption(1, 1_000_000).default(SERVER_DEFAULTS.maxQueue),
     /** How many worker deaths a task may cause before it is failed with WORKER_LOST. */
     maxAttempts: intOption(1, 100).default(SERVER_DEFAULTS.maxAttempts),
+    /** Rows each worker file keeps (the newest); all when absent. */
+    retainRows: intOption(1, 1_000_000_000).optional(),
+    /** Days a row is kept; forever when absent. */
+    retainDays: intOption(1, 36_500).optional(),
     idleTimeoutMs: intOption(0, 86_400_000).default(SERVER_DEFAULTS.idleTimeoutMs),
     shutdownTimeoutMs: intOption(0, 600_000).default(SERVER_DEFAULTS.shutdownTimeoutMs),
     /**
@@ -132,6 +136,8 @@ const OPTION_HELP: readonly [flag: string, what: string][] = [
   ['--max-inflight-per-worker <n>', 'tasks one worker holds at once'],
   ['--max-queue <n>', 'queued tasks before reading pauses'],
   ['--max-attempts <n>', 'worker deaths a task may cause'],
+  ['--retain-rows <n>', 'rows each worker file keeps; all'],
+  ['--retain-days <n>', 'days a row is kept; forever'],
   ['--idle-timeout-ms <n>', 'close idle connections; 0: never'],
   ['--ready-file <file>', 'write {pid, host, port, httpPort}'],
   ['--shutdown-timeout-ms <n>', 'drain deadline on Ctrl-C'],

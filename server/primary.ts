@@ -10,7 +10,7 @@ import { databaseFile, readPage, readResults, type ResultsFilter } from '../shar
 import { packageVersion } from '../shared/version';
 import { AuthGuard } from './auth-guard';
 import { Connection, SHUTTING_DOWN, type ConnectionContext } from './connection';
-import { DataDirLock } from './data-dir-lock';
+import { DataDirLock } from '../shared/data-dir-lock';
 import { Dispatcher } from './dispatcher';
 import { HttpApi } from './http/api';
 import { EventHub } from './http/events';
@@ -80,6 +80,8 @@ export class Primary {
         '--db',
         databaseFile(config.dataDir, slot),
         ...(config.handlers === undefined ? [] : ['--handlers', path.resolve(config.handlers)]),
+        ...(config.retainRows === undefined ? [] : ['--retain-rows', String(config.retainRows)]),
+        ...(config.retainDays === undefined ? [] : ['--retain-days', String(config.retainDays)]),
       ],
       file: (slot) => databaseFile(config.dataDir, slot),
       // Only for `ps`: which cluster a standby worker belongs to before it is given a slot.

@@ -8,7 +8,7 @@ import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { ErrorData } from './errors';
 import type { ResultRow } from './protocol';
-import { all, close, exec, get, openDatabase, type Database } from './sqlite';
+import { all, close, exec, get, openDatabase, runCounting, type Database } from './sqlite';
 import { messageOf } from './errors';
 
 export const SCHEMA_VERSION = 2;
@@ -498,4 +498,45 @@ async function pageOfFile(file: string, query: PageQuery, below: number | undefi
   } finally {
     await close(db);
   }
+}
+
+// ---- retention -------------------------------------------------------------------------------
+
+/** How much history a worker file keeps: the newest `rows`, those younger than `days`, or both. */
+export interface Retention {
+  rows?: number | undefined;
+  days?: number | undefined;
+}
+
+/** Rows one prune statement deletes at most: each batch is a short transaction of its own. */
+export const PRUNE_BATCH = 500;
+const DAY_MS = 86_400_000;
+
+/**
+ * Deletes at most `batch` of the oldest rows that `retention` no longer keeps; resolves with how
+ * many it deleted (fewer than `batch`: nothing more is due now). Rows go by id, the order they
+ * were written, so each statement reads only the rows it deletes: the newest `rows` are those
+ * above max(id) - rows, and the oldest ones are the first to pass their age. Freed pages are
+ * reused by later rows (SQLite's freelist), so a file at its bound stops growing; it is not
+ * shrunk (`ronda prune` does that, offline, with VACUUM).
+ */
+export async function pruneBatch(db: Database, retention: Retention, now = Date.now(), batch = PRUNE_BATCH): Promise<number> {
+  let deleted = 0;
+  if (retention.rows !== undefined) {
+    deleted += await runCounting(
+      db,
+      `DELETE FROM results WHERE id IN (
+         SELECT id FROM results WHERE id <= (SELECT max(id) FROM results) - ?1 ORDER BY id LIMIT ?2)`,
+      [retention.rows, batch],
+    );
+  }
+  if (retention.days !== undefined && deleted < batch) {
+    // Of the oldest rows (by id), those past the age: never a scan of the rows that are kept.
+    deleted += await runCounting(
+      db,
+      `DELETE FROM results WHERE id IN (SELECT id FROM results ORDER BY id LIMIT ?2) AND timestamp < ?1`,
+      [new Date(now - retention.days * DAY_MS).toISOString(), batch - deleted],
+    );
+  }
+  return deleted;
 }

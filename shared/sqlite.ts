@@ -24,6 +24,16 @@ export function run(db: Database, sql: string, params: readonly unknown[] = []):
   );
 }
 
+/** Runs one statement; resolves with how many rows it changed. */
+export function runCounting(db: Database, sql: string, params: readonly unknown[] = []): Promise<number> {
+  return new Promise((resolve, reject) =>
+    db.run(sql, params, function (this: sqlite3.RunResult, error: Error | null) {
+      if (error === null) resolve(this.changes);
+      else reject(error);
+    }),
+  );
+}
+
 export function all<Row>(db: Database, sql: string, params: readonly unknown[] = []): Promise<Row[]> {
   return new Promise((resolve, reject) =>
     db.all(sql, params, (error: Error | null, rows: Row[]) => (error === null ? resolve(rows) : reject(error))),

@@ -36,6 +36,9 @@ const WorkerArgsSchema = z.strictObject({
   slot: intOption(1, 64),
   db: z.string().min(1),
   handlers: z.string().min(1).optional(),
+  /** What its file keeps (see shared/results-db.ts pruneBatch); everything when neither is given. */
+  retainRows: intOption(1, 1_000_000_000).optional(),
+  retainDays: intOption(1, 36_500).optional(),
 });
 
 /** Exit codes the primary reads: the worker could not start, or could no longer store results. */
@@ -134,7 +137,7 @@ async function main(): Promise<void> {
   const argv = standby ? await activation(channel) : process.argv.slice(2);
   const args = WorkerArgsSchema.safeParse(parseArgs(argv, new Set()).options);
   if (!args.success) return fatal(describeIssues(args.error.issues), EXIT_CANNOT_START);
-  const { slot, db: file, handlers } = args.data;
+  const { slot, db: file, handlers, retainRows, retainDays } = args.data;
   process.title = `ronda worker ${slot} ${file}`;
 
   let kinds: ReturnType<typeof loadKinds>;
@@ -146,7 +149,7 @@ async function main(): Promise<void> {
     return fatal(messageOf(error), EXIT_CANNOT_START);
   }
   const { db, identity } = opened;
-  const runner = new TaskRunner(slot, kinds, new ResultWriter(db, slot, identity), send, marker);
+  const runner = new TaskRunner(slot, kinds, new ResultWriter(db, slot, identity, { rows: retainRows, days: retainDays }), send, marker);
 
   let closing: Promise<void> | undefined;
   /**

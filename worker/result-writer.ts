@@ -1,9 +1,21 @@
 import type { TaskOutcome } from '../shared/protocol';
-import { RESULT_COLUMNS, sameFile, toStoredOutcome, type EncodedValue, type FileIdentity, type StoredOutcome } from '../shared/results-db';
+import {
+  PRUNE_BATCH,
+  pruneBatch,
+  RESULT_COLUMNS,
+  sameFile,
+  toStoredOutcome,
+  type EncodedValue,
+  type FileIdentity,
+  type Retention,
+  type StoredOutcome,
+} from '../shared/results-db';
 import { all, exec, finalize, prepare, runStatement, type Database, type Statement } from '../shared/sqlite';
 
 /** Rows per INSERT statement: bounds the size of one JSON parameter. */
 export const MAX_ROWS_PER_INSERT = 500;
+/** How often an idle writer looks for rows past their age (or a backlog past the row bound). */
+export const PRUNE_CHECK_MS = 1_000;
 
 export interface ResultRecord {
   taskId: string;
@@ -51,15 +63,32 @@ export class ResultWriter {
    * which a lone task waits for; a prepared statement takes one trip per batch.
    */
   private statement: Promise<Statement> | undefined;
+  /** Rows committed since the last prune that found nothing more to delete. */
+  private insertedSincePrune: number;
+  /** A prune is due once this many rows went in: about 1% of the bound, so each deletes a few. */
+  private readonly pruneEvery: number;
+  private lastPruneAt = 0;
+  private pruneTimer: NodeJS.Timeout | undefined;
 
   /**
    * @param identity the file as it was opened (see openWorkerDatabase); no check when absent.
+   * @param retention what the file keeps (see pruneBatch); everything when absent.
    */
   constructor(
     private readonly db: Database,
     private readonly slot: number,
     private readonly identity?: FileIdentity,
-  ) {}
+    private readonly retention?: Retention,
+  ) {
+    this.pruneEvery = Math.max(1, Math.min(PRUNE_BATCH, Math.floor((retention?.rows ?? PRUNE_BATCH * 100) / 100)));
+    // A file opened over its bound is pruned at once, idle or not.
+    this.insertedSincePrune = this.pruneEvery;
+    if (retention !== undefined && (retention.rows !== undefined || retention.days !== undefined)) {
+      this.pruneTimer = setInterval(() => {
+        if (this.running === undefined && this.pruneDue(Date.now())) this.running = this.drain();
+      }, PRUNE_CHECK_MS).unref();
+    }
+  }
 
   /** Sets the one listener told about each commit. */
   listen(listener: CommitListener): void {
@@ -79,6 +108,7 @@ export class ResultWriter {
 
   /** Commits what was added, then releases the prepared statement; the database can then close. */
   async close(): Promise<void> {
+    if (this.pruneTimer !== undefined) clearInterval(this.pruneTimer);
     await this.idle();
     const statement = this.statement;
     this.statement = undefined;
@@ -99,18 +129,39 @@ export class ResultWriter {
   }
 
   private async drain(): Promise<void> {
-    while (this.buffer.length > 0) {
-      const batch = this.buffer;
-      this.buffer = [];
-      try {
-        await this.insert(batch);
-        this.checkIdentity();
-        this.onCommit(batch, undefined);
-      } catch (error) {
-        this.onCommit(batch, error instanceof Error ? error : new Error(String(error)));
+    for (;;) {
+      while (this.buffer.length > 0) {
+        const batch = this.buffer;
+        this.buffer = [];
+        try {
+          await this.insert(batch);
+          this.checkIdentity();
+          this.insertedSincePrune += batch.length;
+          this.onCommit(batch, undefined);
+        } catch (error) {
+          this.onCommit(batch, error instanceof Error ? error : new Error(String(error)));
+        }
+      }
+      // Retention runs between commits, one bounded batch at a time; records that arrive
+      // meanwhile are committed before the next batch.
+      const now = Date.now();
+      if (!this.pruneDue(now)) break;
+      const deleted = await pruneBatch(this.db, this.retention as Retention, now).catch(() => 0);
+      if (deleted < PRUNE_BATCH) {
+        // Nothing more is due (or the file could not be written: commits will say so).
+        this.insertedSincePrune = 0;
+        this.lastPruneAt = now;
+        if (this.buffer.length === 0) break;
       }
     }
     this.running = undefined;
+  }
+
+  private pruneDue(now: number): boolean {
+    const { retention } = this;
+    if (retention === undefined) return false;
+    if (retention.rows !== undefined && this.insertedSincePrune >= this.pruneEvery) return true;
+    return (retention.days !== undefined || this.insertedSincePrune > 0) && now - this.lastPruneAt >= PRUNE_CHECK_MS;
   }
 
   private checkIdentity(): void {

@@ -1,8 +1,8 @@
 import { statSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { sameFile, storageError, type FileIdentity } from '../shared/results-db';
-import { close, exec, openDatabase, type Database } from '../shared/sqlite';
+import { sameFile, storageError, type FileIdentity } from './results-db';
+import { close, exec, openDatabase, type Database } from './sqlite';
 
 /** The lock file in a data directory, and the text file beside it that names its holder. */
 export const LOCK_FILE = 'ronda.lock';
