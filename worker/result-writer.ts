@@ -65,7 +65,10 @@ export class ResultWriter {
   private statement: Promise<Statement> | undefined;
   /** Rows committed since the last prune that found nothing more to delete. */
   private insertedSincePrune: number;
-  /** A prune is due once this many rows went in: about 1% of the bound, so each deletes a few. */
+  /**
+   * A prune is due once this many rows went in: 5% of the bound (at most a batch), so that each
+   * statement deletes many; a file may be that much over its bound until the next prune.
+   */
   private readonly pruneEvery: number;
   private lastPruneAt = 0;
   private pruneTimer: NodeJS.Timeout | undefined;
@@ -80,7 +83,7 @@ export class ResultWriter {
     private readonly identity?: FileIdentity,
     private readonly retention?: Retention,
   ) {
-    this.pruneEvery = Math.max(1, Math.min(PRUNE_BATCH, Math.floor((retention?.rows ?? PRUNE_BATCH * 100) / 100)));
+    this.pruneEvery = Math.max(1, Math.min(PRUNE_BATCH, Math.floor((retention?.rows ?? PRUNE_BATCH * 20) / 20)));
     // A file opened over its bound is pruned at once, idle or not.
     this.insertedSincePrune = this.pruneEvery;
     if (retention !== undefined && (retention.rows !== undefined || retention.days !== undefined)) {
