@@ -172,6 +172,8 @@ export class HttpApi {
   private detached = 0;
   private allowedHosts = new Set<string>();
   private readonly cached = new Map<string, { at: number; text: string; type: string }>();
+  /** Connections over the limit, answered 503 already: nothing they ask is done. */
+  private readonly refused = new WeakSet<Socket>();
 
   constructor(private readonly cluster: HttpCluster) {
     this.app = fastify({
@@ -192,17 +194,22 @@ export class HttpApi {
       routerOptions: { ignoreTrailingSlash: true, maxParamLength: 256 },
     });
     // Past the limit a connection is told so (Node's own maxConnections closes it without a word).
-    this.app.server.on('connection', (socket: Socket) => {
+    // Node's parser reads the socket whatever is done here; its request is dropped by the first
+    // hook, so a task on it is never run behind a 503.
+    let open = 0;
+    this.app.server.prependListener('connection', (socket: Socket) => {
+      open += 1;
+      socket.once('close', () => (open -= 1));
+      if (open > cluster.maxConnections) {
+        this.refused.add(socket);
+        answerRaw(socket, 503, { code: ErrorCode.TOO_MANY_CONNECTIONS, message: `the server is at its limit of ${cluster.maxConnections} HTTP connections` });
+        return;
+      }
       // Node times out headers only once a request has begun: a connection that sends nothing at
       // all would hold its place until the limit shut everyone out.
       const silent = setTimeout(() => socket.destroy(), HEADERS_TIMEOUT_MS);
       socket.once('data', () => clearTimeout(silent));
       socket.once('close', () => clearTimeout(silent));
-      void this.app.server.getConnections((error, count) => {
-        if (error === null && count > cluster.maxConnections) {
-          answerRaw(socket, 503, { code: ErrorCode.TOO_MANY_CONNECTIONS, message: `the server is at its limit of ${cluster.maxConnections} HTTP connections` });
-        }
-      });
     });
     // Tasks come as JSON only: a text/plain body is refused by name rather than read as a string.
     this.app.removeContentTypeParser('text/plain');
@@ -211,6 +218,10 @@ export class HttpApi {
       this.fail(reply, new HttpFailure({ code: ErrorCode.NOT_FOUND, message: `no route ${request.method} ${request.url.split('?')[0]}; see docs/http.md` })),
     );
     this.app.addHook('onRequest', async (request, reply) => {
+      if (this.refused.has(request.socket)) {
+        reply.hijack();
+        return;
+      }
       this.checkHost(request);
       // By the route the router matched, never by the raw URL: `/%61pi/stats` is `/api/stats`.
       if ((request.routeOptions.config as { open?: boolean }).open === true) return;
