@@ -4,10 +4,10 @@
  * request timeouts and keep-alive, all well tested there and not written again here). Every error
  * is `{ "error": { "code", "message" } }` with the codes the TCP protocol uses; see docs/http.md.
  */
-import { fastify, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { fastify, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Socket } from 'node:net';
 import { z } from 'zod';
-import { describeIssues, ErrorCode, messageOf, type ErrorData } from '../../shared/errors';
+import { describeIssues, ErrorCode, messageOf } from '../../shared/errors';
 import type { Logger } from '../../shared/logger';
 import { intOption } from '../../shared/options';
 import { SubmitSchema, type ResultRow, type StatsReply } from '../../shared/protocol';
@@ -18,12 +18,18 @@ import type { SeriesPoint } from '../metrics';
 import { kindRefusal, newTask, timeoutProblem } from '../submission';
 import type { Outcome, Task, TaskOwner } from '../task';
 import type { EventHub, EventName } from './events';
+import {
+  answerClientError,
+  answerRaw,
+  badRequest,
+  HTTP_STATUS,
+  HttpFailure,
+  MAX_BODY_BYTES,
+  REQUEST_TIMEOUT_MS,
+  toFailure,
+} from './failures';
 import type { PageFile } from './page';
 
-/** The largest request body: a task as large as a TCP line may be. */
-export const MAX_BODY_BYTES = 1024 * 1024;
-/** A request's headers and body must have arrived within this. */
-const REQUEST_TIMEOUT_MS = 10_000;
 /** An idle keep-alive connection is closed after this. */
 const KEEP_ALIVE_TIMEOUT_MS = 5_000;
 /** A connection must have sent its request's headers within this. */
@@ -39,28 +45,6 @@ export const MAX_DETACHED_TASKS = 4_096;
 const CACHE_MS = 1_000;
 const MAX_PAGE_LIMIT = 500;
 const DEFAULT_PAGE_LIMIT = 50;
-
-/** The HTTP status of each error code. A task's own failure is a 4xx when the request was at fault. */
-export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
-  BAD_JSON: 400,
-  BAD_MESSAGE: 400,
-  BAD_UTF8: 400,
-  LINE_TOO_LONG: 413,
-  TOO_LARGE: 413,
-  UNKNOWN_KIND: 422,
-  BAD_PAYLOAD: 422,
-  HANDLER_FAILED: 500,
-  WORKER_LOST: 500,
-  INTERNAL: 500,
-  TIMEOUT: 504,
-  DUPLICATE_ID: 409,
-  UNAUTHORIZED: 401,
-  NOT_FOUND: 404,
-  IDLE_TIMEOUT: 408,
-  TOO_MANY_CONNECTIONS: 503,
-  SHUTTING_DOWN: 503,
-  QUEUE_FULL: 503,
-};
 
 /** What the HTTP door needs from the rest of the primary. */
 export interface HttpCluster {
@@ -91,16 +75,6 @@ export interface HttpCluster {
   metrics(): Promise<{ contentType: string; text: string }>;
   authFailed(address: string, why: string): number;
   authSucceeded(address: string): void;
-}
-
-/** A failure that becomes an error body. */
-class HttpFailure extends Error {
-  constructor(
-    readonly error: ErrorData,
-    readonly extra: Record<string, unknown> = {},
-  ) {
-    super(error.message);
-  }
 }
 
 const TaskBodySchema = SubmitSchema.omit({ type: true });
@@ -135,10 +109,6 @@ function decodeCursor(text: string): PageCursor {
   } catch {
     throw badRequest('before must be the `next` of an earlier page, as it was given');
   }
-}
-
-function badRequest(message: string): HttpFailure {
-  return new HttpFailure({ code: ErrorCode.BAD_MESSAGE, message });
 }
 
 function parse<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
@@ -197,7 +167,7 @@ export class HttpApi {
     // Node's parser reads the socket whatever is done here; its request is dropped by the first
     // hook, so a task on it is never run behind a 503.
     let open = 0;
-    this.app.server.prependListener('connection', (socket: Socket) => {
+    this.app.server.on('connection', (socket: Socket) => {
       open += 1;
       socket.once('close', () => (open -= 1));
       if (open > cluster.maxConnections) {
@@ -429,60 +399,3 @@ function isApiPath(path: string): boolean {
   return path.startsWith('/api/') || path === '/api' || path.startsWith('/metrics');
 }
 
-/** Writes a whole error response on a raw socket and closes it (before or outside Fastify). */
-function answerRaw(socket: Socket, status: number, error: ErrorData): void {
-  if (!socket.writable) {
-    socket.destroy();
-    return;
-  }
-  const body = JSON.stringify({ error });
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\ncontent-type: application/json; charset=utf-8\r\n` +
-      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-  );
-  setTimeout(() => socket.destroy(), 1_000).unref();
-}
-
-const STATUS_TEXT: Readonly<Record<number, string>> = { 400: 'Bad Request', 408: 'Request Timeout', 413: 'Payload Too Large', 431: 'Request Header Fields Too Large', 503: 'Service Unavailable' };
-
-/** A request Node's parser refused (bad framing, headers too large, too slow): our body, not Node's. */
-function answerClientError(error: Error & { code?: string }, socket: Socket): void {
-  switch (error.code) {
-    case 'HPE_HEADER_OVERFLOW':
-      answerRaw(socket, 431, { code: ErrorCode.TOO_LARGE, message: 'the request headers are over 16 KiB' });
-      return;
-    case 'ERR_HTTP_REQUEST_TIMEOUT':
-    case 'ERR_HTTP_HEADERS_TIMEOUT':
-      answerRaw(socket, 408, { code: ErrorCode.IDLE_TIMEOUT, message: `the request did not arrive within ${REQUEST_TIMEOUT_MS} ms` });
-      return;
-    case 'ECONNRESET':
-      socket.destroy();
-      return;
-    default:
-      answerRaw(socket, 400, { code: ErrorCode.BAD_MESSAGE, message: `not a valid HTTP request (${error.code ?? error.message})` });
-  }
-}
-
-function toFailure(error: unknown): HttpFailure {
-  if (error instanceof HttpFailure) return error;
-  const fastifyError = error as FastifyError;
-  switch (fastifyError.code) {
-    case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new HttpFailure({ code: ErrorCode.TOO_LARGE, message: `the body is over ${MAX_BODY_BYTES} bytes (1 MiB), the limit of a task` });
-    case 'FST_ERR_CTP_INVALID_JSON_BODY':
-      // Fastify's parser says the same for both, and keeps the reason to itself.
-      return new HttpFailure({ code: ErrorCode.BAD_JSON, message: 'the body is not valid JSON, or has a "__proto__" or "constructor.prototype" field' });
-    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-      return new HttpFailure({ code: ErrorCode.BAD_JSON, message: 'the body is empty; send the task as JSON' });
-    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return new HttpFailure({ code: ErrorCode.BAD_MESSAGE, message: 'send the body as JSON, with Content-Type: application/json' });
-    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
-      return new HttpFailure({ code: ErrorCode.BAD_MESSAGE, message: 'the Content-Length does not match the body' });
-    default:
-      break;
-  }
-  if (error instanceof SyntaxError || fastifyError.statusCode === 400) {
-    return new HttpFailure({ code: ErrorCode.BAD_JSON, message: `the body is not valid JSON: ${messageOf(error)}` });
-  }
-  return new HttpFailure({ code: ErrorCode.INTERNAL, message: messageOf(error) });
-}
