@@ -17,6 +17,7 @@ Commands:
   submit <task...>    submit tasks and print their results (- reads one task per line)
   results             the latest stored results
   stats               the workers and their counters
+  cancel <taskId...>  cancel tasks in flight
   prune               delete old rows of a stopped cluster's files
 
   ronda <command> --help   that command's options
@@ -31,6 +32,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   results: async () => (await import('./results-command.js')).resultsCommand,
   stats: async () => (await import('./stats-command.js')).statsCommand,
   prune: async () => (await import('./prune-command.js')).pruneCommand,
+  cancel: async () => (await import('./cancel-command.js')).cancelCommand,
 };
 
 async function main(): Promise<number> {

@@ -150,6 +150,15 @@ export class RondaClient extends EventEmitter {
   }
 
   /**
+   * Cancels a task in flight by the `id` this client gave it in submit() (or by a task id): a queued
+   * task fails CANCELLED at once (stored as such), a running one's handler sees its signal abort.
+   * Only this client's own tasks, unless it connected with the cluster's token.
+   */
+  cancel(taskId: string): Promise<{ taskId: string; state: 'queued' | 'running' }> {
+    return this.connection.cancel(taskId);
+  }
+
+  /**
    * Ends the connection gracefully: every submit made before it is sent (those waiting for room in
    * the window too) and answered, then the socket is closed; resolves once it is. Submits made
    * after it reject with SHUTTING_DOWN. Safe to call twice.

@@ -230,6 +230,19 @@ export class RondaConnection extends EventEmitter {
     return reply;
   }
 
+  /**
+   * Cancels a task in flight (see the protocol's `cancel`): resolves with where it was; the task's
+   * own reply (failed CANCELLED, or done if it ran to its end) still goes to whoever submitted it.
+   * Rejects with NOT_FOUND (not in flight) or UNAUTHORIZED (another client's, without the token).
+   */
+  async cancel(taskId: string): Promise<{ taskId: string; state: 'queued' | 'running' }> {
+    // `taskId` may also be this connection's own id of a submit in flight.
+    const id = this.freeId('c');
+    const reply = await this.request(id, { type: 'cancel', id, taskId });
+    if (reply.type !== 'cancel') throw unexpected('cancel', reply);
+    return { taskId: reply.taskId, state: reply.state };
+  }
+
   async results(query: ResultsOptions = {}): Promise<ResultRow[]> {
     const id = this.freeId('r');
     const message = { type: 'results', id, ...query };

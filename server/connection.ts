@@ -63,6 +63,11 @@ export interface ConnectionContext {
   submit(task: Task): void;
   results(filter: ResultsFilter): Promise<ResultRow[]>;
   stats(): StatsReply;
+  /**
+   * Cancels the task with this id if `by` submitted it, or `admin` (the client gave the cluster's
+   * token); answers where it was, or why not.
+   */
+  cancel(taskId: string, by: TaskOwner, admin: boolean): { state: 'queued' | 'running' } | ErrorData;
   /** A failed authentication from this address; resolves how long to wait before answering it. */
   authFailed(address: string, why: string): number;
   authSucceeded(address: string): void;
@@ -114,7 +119,8 @@ export class Connection implements TaskOwner {
   /** Whether its connect line was printed (those are sampled): its disconnect line is then too. */
   logged = false;
   private readonly splitter = new LineSplitter();
-  private readonly inflightIds = new Set<string>();
+  /** The task id of each of this connection's tasks in flight that has a client id, by that id. */
+  private readonly inflightIds = new Map<string, string>();
   /** Plain-text replies, kept in the order their lines arrived. */
   private readonly plainReplies = new PlainReplies();
   /** Lines read and not yet handled, oldest first from `backlogHead`. */
@@ -301,6 +307,7 @@ export class Connection implements TaskOwner {
         return !this.querying;
       case 'hello':
       case 'stats':
+      case 'cancel':
         return true;
       default: {
         const unreachable: never = message;
@@ -406,6 +413,14 @@ export class Connection implements TaskOwner {
       case 'stats':
         this.send({ ...this.context.stats(), ...echo(message.id) });
         return;
+      case 'cancel': {
+        const admin = this.context.token !== undefined && this.authenticated;
+        // The connection's own id for a task of its own names it too (its task id comes only with the reply).
+        const taskId = this.inflightIds.get(message.taskId) ?? message.taskId;
+        const answer = this.context.cancel(taskId, this, admin);
+        this.send('state' in answer ? { type: 'cancel', ...echo(message.id), taskId, state: answer.state } : { type: 'error', ...answer, ...echo(message.id) });
+        return;
+      }
       default: {
         const unreachable: never = message;
         throw new Error(`unhandled message ${JSON.stringify(unreachable)}`);
@@ -503,7 +518,7 @@ export class Connection implements TaskOwner {
       return;
     }
     const task = this.accept(id, kind, message.payload, timeoutMs, chars);
-    if (id !== undefined) this.inflightIds.add(id);
+    if (id !== undefined) this.inflightIds.set(id, task.taskId);
     this.context.submit(task);
   }
 

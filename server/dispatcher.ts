@@ -221,6 +221,31 @@ export class Dispatcher implements SlotEvents {
     return undefined;
   }
 
+  /** The accepted, unsettled task with this id (a scan of the queue and every slot: lookups only). */
+  find(taskId: string): Task | undefined {
+    for (const slot of this.slots) {
+      const task = slot.find(taskId);
+      if (task !== undefined) return task;
+    }
+    return this.queue.find((task) => task.taskId === taskId);
+  }
+
+  /**
+   * Cancels an accepted, unsettled task (see find): a queued one goes to the front of the queue
+   * marked to fail, so the next worker with room stores it as cancelled without running it.
+   */
+  cancel(task: Task, error: ErrorData): 'queued' | 'running' {
+    for (const slot of this.slots) if (slot.find(task.taskId) === task) return slot.cancel(task, error);
+    const at = this.queue.indexOf(task);
+    task.failWith = error;
+    if (at > 0) {
+      this.queue.splice(at, 1);
+      this.queue.unshift(task);
+    }
+    this.drain();
+    return 'queued';
+  }
+
   /** Tasks run again because the worker that held them died. */
   get redeliveries(): number {
     let total = 0;

@@ -3,7 +3,7 @@ import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { ServerConfig } from './config';
-import { ErrorCode, messageOf } from '../shared/errors';
+import { ErrorCode, messageOf, type ErrorData } from '../shared/errors';
 import type { Logger } from '../shared/logger';
 import type { ResultRow, StatsReply } from '../shared/protocol';
 import { databaseFile, readPage, readResults, type ResultsFilter } from '../shared/results-db';
@@ -16,7 +16,7 @@ import { HttpApi } from './http/api';
 import { EventHub } from './http/events';
 import { loadPage } from './http/page';
 import { metricsRegistry, TaskMetrics } from './metrics';
-import { taskIdGenerator } from './task';
+import { taskIdGenerator, type TaskOwner } from './task';
 import type { WorkerSlot } from './worker-slot';
 
 /** How often the data dir's lock file is checked to be still in place. */
@@ -30,6 +30,10 @@ const STOP_AFTER_DEADLINE_MS = 500;
  * (see MAX_RESULTS_REPLY_BYTES) while it runs; the rest wait their turn.
  */
 const CONCURRENT_RESULTS_QUERIES = 2;
+/** Who asks for an HTTP cancel: the door itself, the owner of every task sent over HTTP. */
+const HTTP_DOOR: TaskOwner = { label: 'HTTP', door: 'http', settle: () => undefined };
+/** What a cancelled task fails with, stored as its row. */
+const CANCELLED: ErrorData = { code: ErrorCode.CANCELLED, message: 'the task was cancelled' };
 /** The series' second, and how often the console's subscribers get the live figures. */
 const TICK_MS = 1_000;
 /** Worker changes reach the console's subscribers at most this often (a flapping worker is many). */
@@ -123,6 +127,7 @@ export class Primary {
       submit: (task) => this.dispatcher.submit(task),
       results: (query) => this.queries.run(() => this.readResults(query)),
       stats: () => this.stats(),
+      cancel: (taskId, by, admin) => this.cancel(taskId, by, admin),
       authFailed: (address, why) => auth.failed(address, why),
       authSucceeded: (address) => auth.succeeded(address),
       closed: (connection) => {
@@ -187,6 +192,7 @@ export class Primary {
       },
       page: (query) => this.queries.run(() => readPage(config.dataDir, query)),
       stats: () => this.stats(),
+      cancel: (taskId) => this.cancel(taskId, HTTP_DOOR, config.token !== undefined),
       series: () => this.metrics.series(),
       firstEvents: () => [
         ['hello', { server: 'ronda', version: packageVersion(), workers: config.workers, kinds: [...this.dispatcher.kinds] }],
@@ -196,6 +202,24 @@ export class Primary {
       authFailed: (address, why) => auth.failed(address, why),
       authSucceeded: (address) => auth.succeeded(address),
     });
+  }
+
+  /** See ConnectionContext.cancel. */
+  private cancel(taskId: string, by: TaskOwner, admin: boolean): { state: 'queued' | 'running' } | ErrorData {
+    const task = this.dispatcher.find(taskId);
+    if (task === undefined) {
+      return { code: ErrorCode.NOT_FOUND, message: `no task ${taskId} is queued or running (it may have finished: see results)` };
+    }
+    const sameClient = task.owner === by || (by?.door !== undefined && task.owner.door === by.door);
+    if (!sameClient && !admin) {
+      return {
+        code: ErrorCode.UNAUTHORIZED,
+        message: `task ${taskId} was sent by another client: only its sender, or a client with the cluster's token, may cancel it`,
+      };
+    }
+    const state = this.dispatcher.cancel(task, CANCELLED);
+    this.logger.info('primary', `cancel of ${task.owner.label}/${task.clientId ?? task.taskId} (${task.kind}) asked by ${by.label}: it was ${state}`);
+    return { state };
   }
 
   /** Once a second: the series gets its point, and the console its live figures. */

@@ -15,6 +15,11 @@ export type Outcome =
 export interface TaskOwner {
   /** Names the owner in log lines: a connection's `#12`. */
   readonly label: string;
+  /**
+   * The owners that are one client for `cancel`: every HTTP request is the HTTP door (it has no
+   * connection to tell them apart), while each TCP connection is its own.
+   */
+  readonly door?: 'http';
   settle(task: Task, outcome: Outcome): void;
 }
 

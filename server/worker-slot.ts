@@ -166,6 +166,30 @@ export class WorkerSlot {
     return undefined;
   }
 
+  /** The task with this id, if this slot has it (a scan of what waits: for lookups only). */
+  find(taskId: string): Task | undefined {
+    const sent = this.inflight.get(taskId);
+    if (sent !== undefined) return sent;
+    const waiting = (task: Task): boolean => task.taskId === taskId;
+    return this.redeliveries.find(waiting) ?? this.suspects.find(waiting);
+  }
+
+  /**
+   * Cancels a task this slot has: one sent to the worker is told to stop (its handler's signal
+   * aborts), one waiting for redelivery is failed as it is handed over. Either way, should the
+   * worker die first, the replacement stores it as cancelled rather than running it again.
+   */
+  cancel(task: Task, error: ErrorData): 'queued' | 'running' {
+    task.failWith = error;
+    if (!this.inflight.has(task.taskId)) return 'queued';
+    const child = this.child;
+    if (child !== undefined && child.connected && !this.exitSeen) {
+      // An error here means the child is gone; its exit handler redelivers the task, failWith set.
+      child.send({ type: 'cancel', taskIds: [task.taskId] }, () => undefined);
+    }
+    return 'running';
+  }
+
   get inflightCount(): number {
     return this.inflight.size;
   }

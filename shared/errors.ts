@@ -33,6 +33,8 @@ export const ErrorCode = {
   IDLE_TIMEOUT: 'IDLE_TIMEOUT',
   /** The server is shutting down and takes no new tasks. */
   SHUTTING_DOWN: 'SHUTTING_DOWN',
+  /** The task was cancelled (`cancel`) before it ended. */
+  CANCELLED: 'CANCELLED',
   /** HTTP: no such route, or no task with this id (queued, running or stored). */
   NOT_FOUND: 'NOT_FOUND',
   /** HTTP: a request body over the limit. */

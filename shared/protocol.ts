@@ -81,16 +81,25 @@ export const ResultsQuerySchema = z.strictObject({
 
 export const StatsQuerySchema = z.strictObject({ type: z.literal('stats'), id: RequestIdSchema.optional() });
 
+/**
+ * Takes back a task in flight: a queued one fails `CANCELLED` at once (stored as such); a running
+ * one's handler sees its AbortSignal abort. Only the connection that submitted the task, or a
+ * client that gave the cluster's token, may cancel it.
+ */
+export const CancelSchema = z.strictObject({ type: z.literal('cancel'), id: RequestIdSchema.optional(), taskId: TaskIdSchema });
+
 export const ClientMessageSchema = z.discriminatedUnion('type', [
   HelloSchema,
   SubmitSchema,
   ResultsQuerySchema,
   StatsQuerySchema,
+  CancelSchema,
 ]);
 export type ClientMessage = z.infer<typeof ClientMessageSchema>;
 export type Submit = z.infer<typeof SubmitSchema>;
 export type Hello = z.infer<typeof HelloSchema>;
 export type ResultsQuery = z.infer<typeof ResultsQuerySchema>;
+export type Cancel = z.infer<typeof CancelSchema>;
 
 // ---- server -> client -------------------------------------------------------------------------
 
@@ -162,6 +171,8 @@ export const ServerMessageSchema = z.discriminatedUnion('type', [
     id: z.string().optional(),
   }),
   z.strictObject({ type: z.literal('results'), id: z.string().optional(), rows: z.array(ResultRowSchema) }),
+  /** A cancel was taken: the task's own reply (`failed` CANCELLED, or `done`) follows to its submitter. */
+  z.strictObject({ type: z.literal('cancel'), id: z.string().optional(), taskId: z.string(), state: z.enum(['queued', 'running']) }),
   z.strictObject({
     type: z.literal('stats'),
     id: z.string().optional(),
@@ -206,6 +217,8 @@ export const OrdinalSchema = z.number().int().min(0);
 export const ToWorkerSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('tasks'), first: OrdinalSchema, tasks: z.array(TaskSpecSchema).min(1) }),
   z.strictObject({ type: z.literal('shutdown') }),
+  /** Abort these tasks if they are running, fail them CANCELLED if they have not started. */
+  z.strictObject({ type: z.literal('cancel'), taskIds: z.array(TaskIdSchema).min(1) }),
 ]);
 export type ToWorker = z.infer<typeof ToWorkerSchema>;
 

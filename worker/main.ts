@@ -180,8 +180,21 @@ async function main(): Promise<void> {
       process.stderr.write(`worker ${slot}: ignored a malformed message: ${describeIssues(message.error.issues)}\n`);
       return;
     }
-    if (message.data.type === 'shutdown') void stop('asked');
-    else runner.handle(message.data);
+    switch (message.data.type) {
+      case 'shutdown':
+        void stop('asked');
+        return;
+      case 'cancel':
+        runner.cancel(message.data.taskIds);
+        return;
+      case 'tasks':
+        runner.handle(message.data);
+        return;
+      default: {
+        const unreachable: never = message.data;
+        throw new Error(`unhandled message ${JSON.stringify(unreachable)}`);
+      }
+    }
   });
   channel.on('malformed', (what: string) => process.stderr.write(`worker ${slot}: ignored ${what} from the primary\n`));
   channel.on('close', () => void stop('orphaned'));

@@ -3,8 +3,14 @@ import type { z } from 'zod';
 /** What a handler learns about the task it runs. */
 export interface TaskContext {
   /** The worker slot running the task (1, 2, 3, ...). */
-  slot: number;
-  taskId: string;
+  readonly slot: number;
+  readonly taskId: string;
+  /**
+   * Aborts when the task is cancelled. A handler that can stop early listens to it and rejects
+   * (with anything): the task then fails CANCELLED. One that ignores it runs to its end, and its
+   * result is stored as any other; a synchronous handler cannot see it before it returns.
+   */
+  readonly signal: AbortSignal;
 }
 
 /**

@@ -4,7 +4,7 @@ import { MAX_MESSAGE_CHARS, type FromWorker, type RunningTask, type TaskOutcome,
 import { encodeValue, type EncodedValue, type StoredOutcome } from '../shared/results-db';
 import type { ResultRecord, ResultWriter } from './result-writer';
 import type { RunMarker } from './run-marker';
-import type { TaskKind } from './task-kind';
+import type { TaskContext, TaskKind } from './task-kind';
 
 export type Send = (message: FromWorker) => void;
 type TasksMessage = Extract<ToWorker, { type: 'tasks' }>;
@@ -30,6 +30,39 @@ interface AsyncRun {
   startedAt: number;
 }
 
+/** A cancelled task's failure, stored as its row. */
+export const CANCELLED_ERROR: ErrorData = { code: ErrorCode.CANCELLED, message: 'the task was cancelled' };
+
+/**
+ * What a handler gets as its second argument. Its `signal` is made only when the handler asks for
+ * it (most never do): one AbortController per task would cost every task.
+ */
+class RunContext implements TaskContext {
+  private controller: AbortController | undefined;
+
+  constructor(
+    readonly slot: number,
+    readonly taskId: string,
+    private readonly running: Map<string, RunContext>,
+  ) {}
+
+  get signal(): AbortSignal {
+    if (this.controller === undefined) {
+      this.controller = new AbortController();
+      this.running.set(this.taskId, this);
+    }
+    return this.controller.signal;
+  }
+
+  get aborted(): boolean {
+    return this.controller?.signal.aborted === true;
+  }
+
+  abort(): void {
+    this.controller?.abort(new Error('the task was cancelled'));
+  }
+}
+
 /**
  * The worker's side of the IPC protocol: runs each task the primary sends, has the writer commit
  * its outcome, and reports outcomes only once they are committed. A task that may have been stored
@@ -50,6 +83,10 @@ export class TaskRunner {
   /** Asynchronous tasks started in this slice: reported as running at its end. */
   private startedAsync: AsyncRun[] = [];
   private onStorageFailure: (error: Error) => void = () => undefined;
+  /** Tasks cancelled before they started: failed CANCELLED when their turn comes. */
+  private readonly cancelled = new Set<string>();
+  /** Running asynchronous tasks whose handler asked for its signal, by task id. */
+  private readonly signalled = new Map<string, RunContext>();
 
   constructor(
     private readonly slot: number,
@@ -83,6 +120,26 @@ export class TaskRunner {
     if (redelivered.length > 0) void this.resume(redelivered);
     // Run now: this is an I/O callback, and a slice in progress cannot be (it is synchronous).
     if (!this.sliceScheduled) this.runSlice();
+  }
+
+  /**
+   * The primary's `cancel`: a task not started yet fails CANCELLED when its turn comes; a running
+   * one's signal aborts (a handler that never looks at it runs to its end). One already finished
+   * is not here any more, and nothing happens.
+   */
+  cancel(taskIds: readonly string[]): void {
+    for (const taskId of taskIds) {
+      const running = this.signalled.get(taskId);
+      if (running !== undefined) running.abort();
+      else if (this.queued(taskId)) this.cancelled.add(taskId);
+    }
+  }
+
+  private queued(taskId: string): boolean {
+    for (let index = this.queueHead; index < this.queue.length; index += 1) {
+      if (this.queue[index]?.spec.taskId === taskId) return true;
+    }
+    return false;
   }
 
   /** Resolves when every task received so far has been reported. */
@@ -163,6 +220,15 @@ export class TaskRunner {
   }
 
   private start({ spec, ordinal }: Queued): void {
+    if (this.cancelled.size > 0 && this.cancelled.delete(spec.taskId)) {
+      this.fail(spec, CANCELLED_ERROR);
+      return;
+    }
+    // Store this failure instead of running the task (cancelled while queued in the primary).
+    if (spec.failWith !== undefined) {
+      this.fail(spec, spec.failWith);
+      return;
+    }
     const kind = this.kinds.get(spec.kind);
     if (kind === undefined) {
       this.fail(spec, { code: ErrorCode.UNKNOWN_KIND, message: `unknown task kind "${spec.kind}"` });
@@ -174,16 +240,19 @@ export class TaskRunner {
       return;
     }
     let result: unknown;
+    const context = new RunContext(this.slot, spec.taskId, this.signalled);
     this.marker?.begin(ordinal);
     try {
-      result = kind.run(parsed.data, { slot: this.slot, taskId: spec.taskId });
+      result = kind.run(parsed.data, context);
     } catch (error) {
+      this.signalled.delete(spec.taskId);
       this.fail(spec, handlerError(error));
       return;
     } finally {
       this.marker?.end();
     }
     if (!isThenable(result)) {
+      this.signalled.delete(spec.taskId);
       this.succeed(spec, result);
       return;
     }
@@ -195,12 +264,15 @@ export class TaskRunner {
         (value: unknown) => {
           if (settled) return;
           settled = true;
+          this.signalled.delete(spec.taskId);
           this.succeed(spec, value);
         },
         (error: unknown) => {
           if (settled) return;
           settled = true;
-          this.fail(spec, handlerError(error));
+          this.signalled.delete(spec.taskId);
+          // A handler that gave up on its aborted signal was cancelled, whatever it threw.
+          this.fail(spec, context.aborted ? CANCELLED_ERROR : handlerError(error));
         },
       );
     } catch (error) {

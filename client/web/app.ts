@@ -324,7 +324,17 @@ async function openTask(taskId: string): Promise<void> {
   $('task-fields').replaceChildren(...fields.flatMap(([name, value]) => [element('dt', {}, name), element('dd', {}, value)]));
   $('task-text').textContent = row?.task ?? '';
   $('task-result').textContent = row === undefined ? '' : typeof row.result === 'string' ? row.result : JSON.stringify(row.result, null, 2);
-  $<HTMLDialogElement>('task-dialog').showModal();
+  const cancel = $<HTMLButtonElement>('task-cancel');
+  cancel.hidden = row !== undefined;
+  cancel.onclick = () => {
+    cancel.disabled = true;
+    api(`/api/tasks/${encodeURIComponent(taskId)}`, { method: 'DELETE' })
+      .then(() => openTask(taskId))
+      .catch((error: unknown) => ($('task-title').textContent = error instanceof ApiError ? `${error.code}: ${error.message}` : String(error)))
+      .finally(() => (cancel.disabled = false));
+  };
+  const dialog = $<HTMLDialogElement>('task-dialog');
+  if (!dialog.open) dialog.showModal();
 }
 
 // ---- start -----------------------------------------------------------------------------------

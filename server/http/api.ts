@@ -7,7 +7,7 @@
 import { fastify, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Socket } from 'node:net';
 import { z } from 'zod';
-import { describeIssues, ErrorCode, messageOf } from '../../shared/errors';
+import { describeIssues, ErrorCode, messageOf, type ErrorData } from '../../shared/errors';
 import type { Logger } from '../../shared/logger';
 import { intOption } from '../../shared/options';
 import { SubmitSchema, type ResultRow, type StatsReply } from '../../shared/protocol';
@@ -69,6 +69,8 @@ export interface HttpCluster {
   findStored(taskId: string): Promise<ResultRow | undefined>;
   page(query: PageQuery): Promise<Page>;
   stats(): StatsReply;
+  /** Cancels a task sent over HTTP (or any, with a token set): see Primary.cancel. */
+  cancel(taskId: string): { state: 'queued' | 'running' } | ErrorData;
   series(): SeriesPoint[];
   /** The events a new subscriber gets first, to draw the console at once. */
   firstEvents(): [EventName, unknown][];
@@ -119,6 +121,7 @@ function parse<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
 
 /** One HTTP request's task: settles by answering the request (or no one, with ?wait=false). */
 class HttpTaskOwner implements TaskOwner {
+  readonly door = 'http' as const;
   private answer: ((outcome: Outcome) => void) | undefined;
   readonly outcome: Promise<Outcome> | undefined;
 
@@ -239,6 +242,12 @@ export class HttpApi {
       }
       const { task_id: _taskId, client_id: clientId, ...rest } = row;
       return { taskId, state: row.status, row: { taskId, clientId, ...rest } };
+    });
+    app.delete('/api/tasks/:taskId', async (request) => {
+      const { taskId } = parse(TaskIdParamsSchema, request.params, 'the task id in the path');
+      const answer = cluster.cancel(taskId);
+      if (!('state' in answer)) throw new HttpFailure(answer);
+      return { taskId, cancelled: true, state: answer.state };
     });
     app.get('/api/results', async (request) => {
       const query = parse(resultsQuerySchema(cluster.workers), request.query ?? {}, 'the query');

@@ -21,6 +21,7 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   UNKNOWN_KIND: 422,
   BAD_PAYLOAD: 422,
   HANDLER_FAILED: 500,
+  CANCELLED: 409,
   WORKER_LOST: 500,
   INTERNAL: 500,
   TIMEOUT: 504,

@@ -298,6 +298,24 @@ describe('error codes: each is reachable, and the server serves a good task afte
     });
   });
 
+  describe('a task taken back', function () {
+    afterEach(async () => {
+      closeRawClients();
+      await stopClusters();
+    });
+
+    it('CANCELLED for a queued task its client cancels', async function () {
+      const cluster = await startCluster({ args: ['--quiet', '--workers', '1', '--max-inflight-per-worker', '1'] });
+      const client = await rawClient(cluster.port);
+      client.send({ type: 'submit', id: 'running', kind: 'sleep', payload: { ms: 300 } });
+      client.send({ type: 'submit', id: 'queued', kind: 'sleep', payload: { ms: 300 } });
+      client.send({ type: 'cancel', id: 'c', taskId: 'queued' });
+      expect(await client.reply('c')).to.include({ type: 'cancel' });
+      expectFailed(await client.reply('queued'), ErrorCode.CANCELLED, /the task was cancelled/);
+      await servesGoodTask(client);
+    });
+  });
+
   describe('coverage', function () {
     it('every error code was reached above', function () {
       expect([...reached].sort()).to.deep.equal([...ERROR_CODES].sort());
