@@ -49,7 +49,7 @@ export type ResultsOptions = z.infer<typeof ResultsOptionsSchema>;
 /** `ronda prune`: offline retention of a stopped cluster's files. */
 export const PruneOptionsSchema = z
   .strictObject({
-    dataDir: z.string().min(1),
+    dataDir: z.string().min(1).optional(),
     retainRows: intOption(1, 1_000_000_000).optional(),
     retainDays: intOption(1, 36_500).optional(),
     help: flagOption.default(false),

@@ -9,10 +9,10 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { DataDirLock, DataDirLockedError } from '../shared/data-dir-lock';
 import { messageOf } from '../shared/errors';
-import { pruneBatch, PRUNE_BATCH, workerDatabaseFiles } from '../shared/results-db';
-import { all, close, exec, openDatabase } from '../shared/sqlite';
+import { pruneBatch, PRUNE_BATCH, storageError, workerDatabaseFiles } from '../shared/results-db';
+import { all, close, exec, openDatabase, type Database } from '../shared/sqlite';
 import { PruneOptionsSchema } from './cli-options';
-import { EXIT_FAILED, EXIT_OK, readCommandLine } from './command-helpers';
+import { EXIT_FAILED, EXIT_OK, readCommandLine, usageError } from './command-helpers';
 import type { Output } from './output';
 
 export const PRUNE_USAGE = `Usage: ronda prune --data-dir <dir> [--retain-rows <n>] [--retain-days <n>]
@@ -39,6 +39,7 @@ export async function pruneCommand(argv: readonly string[], output: Output): Pro
   const commandLine = readCommandLine(PruneOptionsSchema, argv, output, { command: 'prune', usage: PRUNE_USAGE });
   if (typeof commandLine === 'number') return commandLine;
   const { options } = commandLine;
+  if (options.dataDir === undefined) return usageError(output, 'prune', '--data-dir is required: the folder of the stopped cluster');
   const dataDir = path.resolve(options.dataDir);
   const files = await workerDatabaseFiles(dataDir).catch(() => []);
   if (files.length === 0) {
@@ -51,21 +52,29 @@ export async function pruneCommand(argv: readonly string[], output: Output): Pro
   } catch (error) {
     output.error(
       error instanceof DataDirLockedError
-        ? `ronda: ${options.dataDir} is in use by a running Ronda cluster${error.ownerPid === undefined ? '' : ` (its primary is pid ${error.ownerPid})`}: ` +
-            'stop it first, or start it with --retain-rows/--retain-days to prune as it runs'
+        ? `ronda: ${options.dataDir} is in use by a running Ronda cluster or another prune${error.ownerPid === undefined ? '' : ` (pid ${error.ownerPid})`}: ` +
+            'stop it first, or start the cluster with --retain-rows/--retain-days to prune as it runs'
         : `ronda: ${messageOf(error)}`,
     );
     return EXIT_FAILED;
   }
   try {
     const retention = { rows: options.retainRows, days: options.retainDays };
+    let failed = false;
     for (const file of files.sort()) {
       const before = await bytesOf(file);
-      const db = await openDatabase(file, 'readwrite');
+      let db: Database;
+      try {
+        db = await openDatabase(file, 'readwrite');
+      } catch (error) {
+        failed = true;
+        output.error(`ronda: ${storageError(file, 'cannot open', error).message}`);
+        continue;
+      }
       try {
         db.configure('busyTimeout', 5_000);
         let deleted = 0;
-        for (let batch = await pruneBatch(db, retention); ; batch = await pruneBatch(db, retention)) {
+        for (let batch = await pruneBatch(db, retention, { exact: true }); ; batch = await pruneBatch(db, retention, { exact: true })) {
           deleted += batch;
           if (batch < PRUNE_BATCH) break;
         }
@@ -75,11 +84,14 @@ export async function pruneCommand(argv: readonly string[], output: Output): Pro
           `${path.basename(file)}: ${deleted.toLocaleString('en-US')} rows deleted, ${kept.toLocaleString('en-US')} kept, ` +
             `${megabytes(before)} -> ${megabytes(await bytesOf(file))}`,
         );
+      } catch (error) {
+        failed = true;
+        output.error(`ronda: ${storageError(file, 'cannot prune', error).message}`);
       } finally {
-        await close(db);
+        await close(db).catch(() => undefined);
       }
     }
-    return EXIT_OK;
+    return failed ? EXIT_FAILED : EXIT_OK;
   } catch (error) {
     output.error(`ronda: ${messageOf(error)}`);
     return EXIT_FAILED;

@@ -12,7 +12,8 @@ export const DEFAULT_PORT = 5000;
 /** An integer option given as text (command line, environment) or as a number (tests). */
 export function intOption(min: number, max: number) {
   return z.preprocess(
-    (value) => (typeof value === 'string' && /^-?\d+$/.test(value.trim()) ? Number(value) : value),
+    // Any decimal number is read as one, so that `1.5` is refused as not whole rather than as text.
+    (value) => (typeof value === 'string' && /^-?\d+(\.\d+)?([eE][+-]?\d+)?$/.test(value.trim()) ? Number(value) : value),
     z.number().int().min(min).max(max),
   );
 }

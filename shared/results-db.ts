@@ -515,27 +515,38 @@ const DAY_MS = 86_400_000;
 /**
  * Deletes at most `batch` of the oldest rows that `retention` no longer keeps; resolves with how
  * many it deleted (fewer than `batch`: nothing more is due now). Rows go by id, the order they
- * were written, so each statement reads only the rows it deletes: the newest `rows` are those
- * above max(id) - rows, and the oldest ones are the first to pass their age. Freed pages are
- * reused by later rows (SQLite's freelist), so a file at its bound stops growing; it is not
- * shrunk (`ronda prune` does that, offline, with VACUUM).
+ * were written: the newest `rows` are those from the rows-th highest id up (gaps in the ids
+ * count for nothing), and, while running, age is judged from the oldest rows up, so a statement
+ * reads only the rows it deletes. A row stamped older than rows written before it (a clock that
+ * stepped back by days) is deleted once those are; `exact` (ronda prune, offline) reads every row
+ * instead. Timestamps compare as the ISO-8601 UTC text Ronda writes. Freed pages are reused by
+ * later rows (SQLite's freelist), so a file at its bound stops growing; it is not shrunk
+ * (`ronda prune` does that, with VACUUM).
  */
-export async function pruneBatch(db: Database, retention: Retention, now = Date.now(), batch = PRUNE_BATCH): Promise<number> {
+export async function pruneBatch(
+  db: Database,
+  retention: Retention,
+  { now = Date.now(), batch = PRUNE_BATCH, exact = false }: { now?: number; batch?: number; exact?: boolean } = {},
+): Promise<number> {
   let deleted = 0;
   if (retention.rows !== undefined) {
     deleted += await runCounting(
       db,
       `DELETE FROM results WHERE id IN (
-         SELECT id FROM results WHERE id <= (SELECT max(id) FROM results) - ?1 ORDER BY id LIMIT ?2)`,
+         SELECT id FROM results
+         WHERE id < (SELECT id FROM results ORDER BY id DESC LIMIT 1 OFFSET ?1 - 1)
+         ORDER BY id LIMIT ?2)`,
       [retention.rows, batch],
     );
   }
   if (retention.days !== undefined && deleted < batch) {
-    // Of the oldest rows (by id), those past the age: never a scan of the rows that are kept.
+    const cutoff = new Date(now - retention.days * DAY_MS).toISOString();
     deleted += await runCounting(
       db,
-      `DELETE FROM results WHERE id IN (SELECT id FROM results ORDER BY id LIMIT ?2) AND timestamp < ?1`,
-      [new Date(now - retention.days * DAY_MS).toISOString(), batch - deleted],
+      exact
+        ? `DELETE FROM results WHERE id IN (SELECT id FROM results WHERE timestamp < ?1 ORDER BY id LIMIT ?2)`
+        : `DELETE FROM results WHERE id IN (SELECT id FROM results ORDER BY id LIMIT ?2) AND timestamp < ?1`,
+      [cutoff, batch - deleted],
     );
   }
   return deleted;

@@ -149,7 +149,7 @@ export class ResultWriter {
       // meanwhile are committed before the next batch.
       const now = Date.now();
       if (!this.pruneDue(now)) break;
-      const deleted = await pruneBatch(this.db, this.retention as Retention, now).catch(() => 0);
+      const deleted = await pruneBatch(this.db, this.retention as Retention, { now }).catch(() => 0);
       if (deleted < PRUNE_BATCH) {
         // Nothing more is due (or the file could not be written: commits will say so).
         this.insertedSincePrune = 0;

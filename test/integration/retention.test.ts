@@ -87,7 +87,7 @@ describe('retention: --retain-rows and --retain-days', function () {
     await Promise.all(Array.from({ length: 3_000 }, (_, i) => client.submit('text', `p${i} ${'x'.repeat(200)}`)));
     const running = await runCli(['prune', '--data-dir', cluster.dataDir, '--retain-rows', '100']);
     expect(running.code).to.equal(1);
-    expect(running.stderr).to.match(/is in use by a running Ronda cluster \(its primary is pid \d+\): stop it first, or start it with --retain-rows\/--retain-days to prune as it runs/);
+    expect(running.stderr).to.match(/is in use by a running Ronda cluster or another prune \(pid \d+\): stop it first, or start the cluster with --retain-rows\/--retain-days to prune as it runs/);
     expect(await count(path.join(cluster.dataDir, 'worker1.db'))).to.equal(1_000);
 
     await cluster.kill('SIGTERM');
@@ -107,5 +107,32 @@ describe('retention: --retain-rows and --retain-days', function () {
     const none = await runCli(['prune', '--data-dir', cluster.dataDir]);
     expect(none.code).to.equal(2);
     expect(none.stderr).to.match(/--retain-rows or --retain-days is needed: say what to keep/);
+  });
+
+  it('keeps the newest N rows whatever gaps the ids have, and ronda prune judges every row\'s age', async function () {
+    const dataDir = await testDir();
+    const file = path.join(dataDir, 'worker1.db');
+    const { db } = await openWorkerDatabase(file);
+    const now = Date.now();
+    // Ids with gaps (every third gone, then a run of 90), and the newest 500 rows stamped 30 days
+    // ago: a clock that stepped back, as far as the order of the rows goes.
+    for (let id = 1; id <= 2_000; id += 1) {
+      if ((id < 1_500 && id % 3 === 0) || (id > 1_800 && id <= 1_890)) continue;
+      const stamp = new Date(id > 1_500 ? now - 30 * 86_400_000 : now - 3_600_000).toISOString();
+      await run(db, `INSERT INTO results (id, task_id, kind, task, result, status, worker, timestamp) VALUES (?, ?, 'text', 't', 'r', 'done', 1, ?)`, [id, `t${id}`, stamp]);
+    }
+    await close(db);
+    const pruned = await runCli(['prune', '--data-dir', dataDir, '--retain-days', '7']);
+    expect(pruned.code, pruned.stderr).to.equal(0);
+    expect(pruned.stdout).to.match(/^worker1\.db: 410 rows deleted, 1,001 kept/);
+
+    const cluster = await startCluster({ args: ['--quiet', '--workers', '1', '--retain-rows', '300'], dataDir });
+    await until(async () => (await count(file)) === 300, 5_000, 'the newest 300 rows to be left');
+    const ids = (await readRows(file)).map((row) => row.id);
+    expect(ids[0]).to.equal(1_052); // of ids 1-1,500 without every third below 1,500, the 300 newest start here
+    void cluster;
+    const help = await runCli(['prune', '--help']);
+    expect(help.code).to.equal(0);
+    expect(help.stdout).to.match(/^Usage: ronda prune --data-dir <dir>/);
   });
 });
