@@ -231,16 +231,30 @@ export class Dispatcher implements SlotEvents {
   }
 
   /**
-   * Cancels an accepted, unsettled task (see find): a queued one goes to the front of the queue
-   * marked to fail, so the next worker with room stores it as cancelled without running it.
+   * Cancels an accepted, unsettled task (see find). A queued one is marked to fail and handed at
+   * once to a serving worker, full or not (storing a failure costs it nothing, and the queue is
+   * there because every worker is full): the least busy one, not blocked by a synchronous task,
+   * stores it as cancelled without running it. With no worker serving, it waits first in line.
    */
   cancel(task: Task, error: ErrorData): 'queued' | 'running' {
     for (const slot of this.slots) if (slot.find(task.taskId) === task) return slot.cancel(task, error);
-    const at = this.queue.indexOf(task);
     task.failWith = error;
-    if (at > 0) {
+    const at = this.queue.indexOf(task);
+    if (at !== -1) {
       this.queue.splice(at, 1);
+      this.queuedChars -= task.chars;
+    }
+    let target: WorkerSlot | undefined;
+    for (const slot of this.slots) {
+      if (slot.availability() === 'down') continue;
+      if (target === undefined || (target.blocked && !slot.blocked) || (target.blocked === slot.blocked && slot.inflightCount < target.inflightCount)) {
+        target = slot;
+      }
+    }
+    if (target !== undefined) this.handTo(target, task);
+    else {
       this.queue.unshift(task);
+      this.queuedChars += task.chars;
     }
     this.drain();
     return 'queued';
