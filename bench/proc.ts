@@ -4,9 +4,7 @@
  * resident memory (/proc/<pid>/status). Linux only; elsewhere every figure is undefined.
  */
 import { readFileSync } from 'node:fs';
-
-/** USER_HZ: the unit of utime/stime in /proc/<pid>/stat; 100 on every Linux architecture Node runs on. */
-const TICKS_PER_S = 100;
+import { cpuSecondsOf, memoryBytesOf, TICKS_PER_S } from '../shared/proc';
 const RSS_SAMPLE_MS = 100;
 
 export interface ProcessMemory {
@@ -16,29 +14,8 @@ export interface ProcessMemory {
 
 /** VmRSS and VmHWM (the peak since the process started) of `pid`, in MB. */
 export function memoryOf(pid: number): ProcessMemory | undefined {
-  let status: string;
-  try {
-    status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  } catch {
-    return undefined;
-  }
-  const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
-  const rss = kb('VmRSS');
-  const hwm = kb('VmHWM');
-  if (Number.isNaN(rss) || Number.isNaN(hwm)) return undefined;
-  return { rssMb: rss / 1024, peakRssMb: hwm / 1024 };
-}
-
-/** CPU seconds (user + system) `pid` has used so far. */
-function cpuSecondsOf(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name (field 2) may hold spaces; the fields after its ')' are fixed.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_S;
-  } catch {
-    return undefined;
-  }
+  const memory = memoryBytesOf(pid);
+  return memory === undefined ? undefined : { rssMb: memory.rss / 1024 / 1024, peakRssMb: memory.peak / 1024 / 1024 };
 }
 
 /** CPU seconds the whole machine has spent busy (all cores, all processes) so far. */

@@ -11,14 +11,13 @@ import {
   type Hello,
   type ResultsQuery,
   type ServerMessage,
-  type StatsReply,
   type Submit,
 } from '../shared/protocol';
 import type { ResultsFilter } from '../shared/results-db';
 import { sameSecret } from './auth-guard';
 import { PlainReplies } from './plain-replies';
 import { ReplyWriter } from './reply-writer';
-import { kindRefusal, newTask, SHUTTING_DOWN, timeoutProblem } from './submission';
+import { kindRefusal, newTask, SHUTTING_DOWN, timeoutProblem, type Door } from './submission';
 import type { Outcome, Task, TaskOwner } from './task';
 
 export { SHUTTING_DOWN } from './submission';
@@ -45,32 +44,14 @@ export const MAX_OWED_REPLY_CHARS = 1024 * 1024;
 export const AUTH_TIMEOUT_MS = 10_000;
 
 /** What a connection needs from the rest of the primary. */
-export interface ConnectionContext {
-  token: string | undefined;
-  defaultTimeoutMs: number;
-  minTimeoutMs: number;
-  maxTimeoutMs: number;
+export interface ConnectionContext extends Door {
   idleTimeoutMs: number;
-  /** Worker slots of the cluster, for checking a `results` query's `worker`. */
-  workers: number;
-  kinds(): ReadonlySet<string>;
-  schemas(): Readonly<Record<string, unknown>>;
-  /** False once the server is shutting down. */
-  accepting(): boolean;
-  /** The primary's queue is full: no connection hands it a task until it has room again. */
-  queueFull(): boolean;
-  nextTaskId(): string;
-  submit(task: Task): void;
   results(filter: ResultsFilter): Promise<ResultRow[]>;
-  stats(): StatsReply;
   /**
    * Cancels the task with this id if `by` submitted it, or `admin` (the client gave the cluster's
    * token); answers where it was, or why not.
    */
   cancel(taskId: string, by: TaskOwner, admin: boolean): { state: 'queued' | 'running' } | ErrorData;
-  /** A failed authentication from this address; resolves how long to wait before answering it. */
-  authFailed(address: string, why: string): number;
-  authSucceeded(address: string): void;
   closed(connection: Connection): void;
 }
 

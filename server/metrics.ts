@@ -8,9 +8,9 @@
  * arrays; prom-client reads them only when scraped (its own labelled counters and histograms cost
  * about 1 µs per task here, a tenth of what the primary spends on one).
  */
-import { readFileSync } from 'node:fs';
 import client from 'prom-client';
 import type { ErrorCode } from '../shared/errors';
+import { cpuSecondsOf, memoryBytesOf } from '../shared/proc';
 import type { WorkerStats } from '../shared/protocol';
 import type { Outcome, Task } from './task';
 
@@ -284,7 +284,7 @@ export function metricsRegistry(metrics: TaskMetrics, sources: MetricsSources): 
     collect() {
       this.reset();
       for (const worker of sources.workers()) {
-        const cpu = worker.pid === null ? undefined : cpuSeconds(worker.pid);
+        const cpu = worker.pid === null ? undefined : cpuSecondsOf(worker.pid);
         if (cpu !== undefined) this.set({ worker: String(worker.slot) }, cpu);
       }
     },
@@ -297,7 +297,7 @@ export function metricsRegistry(metrics: TaskMetrics, sources: MetricsSources): 
     collect() {
       this.reset();
       for (const worker of sources.workers()) {
-        const rss = worker.pid === null ? undefined : residentBytes(worker.pid);
+        const rss = worker.pid === null ? undefined : memoryBytesOf(worker.pid)?.rss;
         if (rss !== undefined) this.set({ worker: String(worker.slot) }, rss);
       }
     },
@@ -334,25 +334,4 @@ function durationHistogram(metrics: TaskMetrics) {
       return { name, help, type: 'histogram', values, aggregator: 'sum' };
     },
   };
-}
-
-const CLOCK_TICKS = 100;
-
-function cpuSeconds(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-  } catch {
-    return undefined;
-  }
-}
-
-function residentBytes(pid: number): number | undefined {
-  try {
-    const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return match === null ? undefined : Number(match[1]) * 1024;
-  } catch {
-    return undefined;
-  }
 }

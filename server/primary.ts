@@ -16,6 +16,7 @@ import { HttpApi } from './http/api';
 import { EventHub } from './http/events';
 import { loadPage } from './http/page';
 import { metricsRegistry, TaskMetrics } from './metrics';
+import type { Door } from './submission';
 import { taskIdGenerator, type TaskOwner } from './task';
 import type { WorkerSlot } from './worker-slot';
 
@@ -55,6 +56,7 @@ export class Primary {
   private closing: Promise<void> | undefined;
   private lock: DataDirLock | undefined;
   private lockCheck: NodeJS.Timeout | undefined;
+  private readonly door: Door;
   private readonly context: ConnectionContext;
   private connectionSerial = 0;
   private readonly queries = new Limiter(CONCURRENT_RESULTS_QUERIES);
@@ -112,12 +114,11 @@ export class Primary {
     });
     const nextTaskId = taskIdGenerator();
     const auth = new AuthGuard(logger);
-    this.context = {
+    this.door = {
       token: config.token,
       defaultTimeoutMs: config.taskTimeoutMs,
       minTimeoutMs: config.minTaskTimeoutMs,
       maxTimeoutMs: config.maxTaskTimeoutMs,
-      idleTimeoutMs: config.idleTimeoutMs,
       workers: config.workers,
       kinds: () => this.dispatcher.kinds,
       schemas: () => this.dispatcher.schemas,
@@ -125,11 +126,15 @@ export class Primary {
       queueFull: () => this.dispatcher.saturated,
       nextTaskId,
       submit: (task) => this.dispatcher.submit(task),
-      results: (query) => this.queries.run(() => this.readResults(query)),
       stats: () => this.stats(),
-      cancel: (taskId, by, admin) => this.cancel(taskId, by, admin),
       authFailed: (address, why) => auth.failed(address, why),
       authSucceeded: (address) => auth.succeeded(address),
+    };
+    this.context = {
+      ...this.door,
+      idleTimeoutMs: config.idleTimeoutMs,
+      results: (query) => this.queries.run(() => this.readResults(query)),
+      cancel: (taskId, by, admin) => this.cancel(taskId, by, admin),
       closed: (connection) => {
         this.connections.delete(connection);
         // Said whenever its connect line was (those are sampled under a flood of connections).
@@ -139,7 +144,7 @@ export class Primary {
       },
     };
     this.server = net.createServer({ allowHalfOpen: true }, (socket) => this.onConnection(socket));
-    if (config.httpPort !== 'off') this.http = this.httpApi(auth);
+    if (config.httpPort !== 'off') this.http = this.httpApi();
   }
 
   /** The port the HTTP console listens on, once started; undefined with --http-port off. */
@@ -158,7 +163,7 @@ export class Primary {
     };
   }
 
-  private httpApi(auth: AuthGuard): HttpApi {
+  private httpApi(): HttpApi {
     const { config } = this;
     const registry = metricsRegistry(this.metrics, {
       workers: () => this.dispatcher.stats(),
@@ -167,31 +172,19 @@ export class Primary {
       connectionsTotal: () => this.connectionSerial,
       redeliveries: () => this.dispatcher.redeliveries,
     });
-    const context = this.context;
     return new HttpApi({
-      token: config.token,
-      defaultTimeoutMs: config.taskTimeoutMs,
-      minTimeoutMs: config.minTaskTimeoutMs,
-      maxTimeoutMs: config.maxTaskTimeoutMs,
-      workers: config.workers,
+      ...this.door,
       maxConnections: config.maxConnections,
       logger: this.logger,
       events: this.events,
       pageFiles: loadPage(),
       started: this.started,
-      kinds: context.kinds,
-      schemas: context.schemas,
-      accepting: context.accepting,
-      queueFull: context.queueFull,
-      nextTaskId: context.nextTaskId,
-      submit: context.submit,
       placeOf: (taskId) => this.dispatcher.placeOf(taskId),
       findStored: async (taskId) => {
         const rows = await this.queries.run(() => this.readResults({ limit: 1, taskId }));
         return rows.find((row) => row.task_id === taskId);
       },
       page: (query) => this.queries.run(() => readPage(config.dataDir, query)),
-      stats: () => this.stats(),
       cancel: (taskId) => this.cancel(taskId, HTTP_DOOR, config.token !== undefined),
       series: () => this.metrics.series(),
       firstEvents: () => [
@@ -199,8 +192,6 @@ export class Primary {
         ['stats', this.stats()],
       ],
       metrics: async () => ({ contentType: registry.contentType, text: await registry.metrics() }),
-      authFailed: (address, why) => auth.failed(address, why),
-      authSucceeded: (address) => auth.succeeded(address),
     });
   }
 

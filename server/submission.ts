@@ -4,6 +4,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { ErrorCode, type ErrorData } from '../shared/errors';
+import type { StatsReply } from '../shared/protocol';
 import { NO_ATTEMPTS, type Task, type TaskOwner } from './task';
 
 /** The refusal of anything new while the cluster stops. */
@@ -14,6 +15,26 @@ const PAYLOAD_AS_TEXT_CHARS = 16 * 1024;
 export interface TimeLimits {
   minTimeoutMs: number;
   maxTimeoutMs: number;
+}
+
+/** What every door of the primary (a TCP connection, the HTTP API) needs from the rest of it. */
+export interface Door extends TimeLimits {
+  token: string | undefined;
+  defaultTimeoutMs: number;
+  /** Worker slots of the cluster, for checking a query's `worker`. */
+  workers: number;
+  kinds(): ReadonlySet<string>;
+  schemas(): Readonly<Record<string, unknown>>;
+  /** False once the server is shutting down. */
+  accepting(): boolean;
+  /** The primary's queue is full: no door hands it a task until it has room again. */
+  queueFull(): boolean;
+  nextTaskId(): string;
+  submit(task: Task): void;
+  stats(): StatsReply;
+  /** A failed authentication from this address; resolves how long to wait before answering it. */
+  authFailed(address: string, why: string): number;
+  authSucceeded(address: string): void;
 }
 
 /** Why `timeoutMs` is not one a client may ask for, if it is not (a BAD_MESSAGE). */

@@ -10,12 +10,12 @@ import { z } from 'zod';
 import { describeIssues, ErrorCode, messageOf, type ErrorData } from '../../shared/errors';
 import type { Logger } from '../../shared/logger';
 import { intOption } from '../../shared/options';
-import { SubmitSchema, type ResultRow, type StatsReply } from '../../shared/protocol';
+import { SubmitSchema, type ResultRow } from '../../shared/protocol';
 import type { Page, PageCursor, PageQuery } from '../../shared/results-db';
 import { sameSecret } from '../auth-guard';
 import type { TaskPlace } from '../dispatcher';
 import type { SeriesPoint } from '../metrics';
-import { kindRefusal, newTask, timeoutProblem } from '../submission';
+import { kindRefusal, newTask, timeoutProblem, type Door } from '../submission';
 import type { Outcome, Task, TaskOwner } from '../task';
 import type { EventHub, EventName } from './events';
 import {
@@ -47,36 +47,22 @@ const MAX_PAGE_LIMIT = 500;
 const DEFAULT_PAGE_LIMIT = 50;
 
 /** What the HTTP door needs from the rest of the primary. */
-export interface HttpCluster {
-  token: string | undefined;
-  defaultTimeoutMs: number;
-  minTimeoutMs: number;
-  maxTimeoutMs: number;
-  workers: number;
+export interface HttpCluster extends Door {
   maxConnections: number;
   logger: Logger;
   events: EventHub;
   pageFiles: ReadonlyMap<string, PageFile>;
   /** Resolves once the workers are ready; API requests that come earlier wait for it. */
   started: Promise<void>;
-  kinds(): ReadonlySet<string>;
-  schemas(): Readonly<Record<string, unknown>>;
-  accepting(): boolean;
-  queueFull(): boolean;
-  nextTaskId(): string;
-  submit(task: Task): void;
   placeOf(taskId: string): TaskPlace | undefined;
   findStored(taskId: string): Promise<ResultRow | undefined>;
   page(query: PageQuery): Promise<Page>;
-  stats(): StatsReply;
   /** Cancels a task sent over HTTP (or any, with a token set): see Primary.cancel. */
   cancel(taskId: string): { state: 'queued' | 'running' } | ErrorData;
   series(): SeriesPoint[];
   /** The events a new subscriber gets first, to draw the console at once. */
   firstEvents(): [EventName, unknown][];
   metrics(): Promise<{ contentType: string; text: string }>;
-  authFailed(address: string, why: string): number;
-  authSucceeded(address: string): void;
 }
 
 const TaskBodySchema = SubmitSchema.omit({ type: true });
