@@ -254,6 +254,18 @@ interface Candidate {
   bytes: number;
 }
 
+/** A worker file opened read-only for a query, waiting up to 2 s for its writer's lock. */
+async function openForReading(file: string): Promise<Database> {
+  let db: Database;
+  try {
+    db = await openDatabase(file, 'readonly');
+  } catch (error) {
+    throw storageError(file, 'cannot read', error);
+  }
+  db.configure('busyTimeout', 2000);
+  return db;
+}
+
 /** One worker file opened read-only for a `results` query. */
 class ResultsFile {
   private constructor(
@@ -262,14 +274,7 @@ class ResultsFile {
   ) {}
 
   static async open(file: string): Promise<ResultsFile> {
-    let db: Database;
-    try {
-      db = await openDatabase(file, 'readonly');
-    } catch (error) {
-      throw storageError(file, 'cannot read', error);
-    }
-    db.configure('busyTimeout', 2000);
-    return new ResultsFile(db, file);
+    return new ResultsFile(await openForReading(file), file);
   }
 
   /** The newest `limit` rows' ids, times and text sizes: octet_length reads no text. */
@@ -451,14 +456,8 @@ async function pageOfFile(file: string, query: PageQuery, below: number | undefi
     conditions.push("(task LIKE ? ESCAPE '\\' OR result LIKE ? ESCAPE '\\')");
     params.push(pattern, pattern);
   }
-  let db: Database;
+  const db = await openForReading(file);
   try {
-    db = await openDatabase(file, 'readonly');
-  } catch (error) {
-    throw storageError(file, 'cannot read', error);
-  }
-  try {
-    db.configure('busyTimeout', 2000);
     const rows = await all<{
       id: number;
       task_id: string;
