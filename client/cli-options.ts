@@ -61,6 +61,7 @@ export const PruneOptionsSchema = z
 export type PruneOptions = z.infer<typeof PruneOptionsSchema>;
 
 export const CancelOptionsSchema = z.strictObject({ ...AddressShape });
+export const ReloadOptionsSchema = z.strictObject({ ...AddressShape });
 
 export const StatsOptionsSchema = z.strictObject({ ...AddressShape, json: flagOption.default(false) });
 export type StatsOptions = z.infer<typeof StatsOptionsSchema>;

@@ -18,6 +18,7 @@ Commands:
   results             the latest stored results
   stats               the workers and their counters
   cancel <taskId...>  cancel tasks in flight
+  reload              replace every worker, one at a time (new handlers)
   prune               delete old rows of a stopped cluster's files
 
   ronda <command> --help   that command's options
@@ -33,6 +34,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   stats: async () => (await import('./stats-command.js')).statsCommand,
   prune: async () => (await import('./prune-command.js')).pruneCommand,
   cancel: async () => (await import('./cancel-command.js')).cancelCommand,
+  reload: async () => (await import('./reload-command.js')).reloadCommand,
 };
 
 async function main(): Promise<number> {

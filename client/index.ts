@@ -159,6 +159,15 @@ export class RondaClient extends EventEmitter {
   }
 
   /**
+   * Replaces every worker of the cluster, one at a time, with one that loads the handlers module
+   * afresh (as SIGHUP does); no task fails or waits for it. Resolves with the new workers' pids, or
+   * rejects with RELOAD_FAILED when a new worker cannot start: the old ones then serve on.
+   */
+  reload(): Promise<{ workers: { slot: number; pid: number | null }[]; ms: number }> {
+    return this.connection.reload();
+  }
+
+  /**
    * Ends the connection gracefully: every submit made before it is sent (those waiting for room in
    * the window too) and answered, then the socket is closed; resolves once it is. Submits made
    * after it reject with SHUTTING_DOWN. Safe to call twice.

@@ -16,6 +16,7 @@ import {
   type FailedReply,
   type ResultRow,
   type ServerMessage,
+  type ReloadReply,
   type StatsReply,
 } from '../shared/protocol';
 
@@ -241,6 +242,17 @@ export class RondaConnection extends EventEmitter {
     const reply = await this.request(id, { type: 'cancel', id, taskId });
     if (reply.type !== 'cancel') throw unexpected('cancel', reply);
     return { taskId: reply.taskId, state: reply.state };
+  }
+
+  /**
+   * A rolling reload (see the protocol's `reload`): resolves once every new worker serves, with
+   * their pids; rejects with RELOAD_FAILED, saying which worker could not start and why.
+   */
+  async reload(): Promise<{ workers: ReloadReply['workers']; ms: number }> {
+    const id = this.freeId('l');
+    const reply = await this.request(id, { type: 'reload', id });
+    if (reply.type !== 'reload') throw unexpected('reload', reply);
+    return { workers: reply.workers, ms: reply.ms };
   }
 
   async results(query: ResultsOptions = {}): Promise<ResultRow[]> {

@@ -88,6 +88,10 @@ export const ServerConfigSchema = z
     retainRows: intOption(1, 1_000_000_000).optional(),
     /** Days a row is kept; forever when absent. */
     retainDays: intOption(1, 36_500).optional(),
+    /** A worker that has finished this many tasks is replaced gracefully; never when absent. */
+    maxTasksPerWorker: intOption(1, 1_000_000_000).optional(),
+    /** A worker whose resident memory passes this (MiB) is replaced gracefully; never when absent. */
+    maxWorkerRssMb: intOption(32, 1_048_576).optional(),
     idleTimeoutMs: intOption(0, 86_400_000).default(SERVER_DEFAULTS.idleTimeoutMs),
     shutdownTimeoutMs: intOption(0, 600_000).default(SERVER_DEFAULTS.shutdownTimeoutMs),
     /**
@@ -138,6 +142,8 @@ const OPTION_HELP: readonly [flag: string, what: string][] = [
   ['--max-attempts <n>', 'worker deaths a task may cause'],
   ['--retain-rows <n>', 'rows each worker file keeps; all'],
   ['--retain-days <n>', 'days a row is kept; forever'],
+  ['--max-tasks-per-worker <n>', 'recycle a worker after n tasks'],
+  ['--max-worker-rss-mb <n>', 'recycle a worker past n MiB RSS'],
   ['--idle-timeout-ms <n>', 'close idle connections; 0: never'],
   ['--ready-file <file>', 'write {pid, host, port, httpPort}'],
   ['--shutdown-timeout-ms <n>', 'drain deadline on Ctrl-C'],

@@ -19,6 +19,7 @@ import { PlainReplies } from './plain-replies';
 import { ReplyWriter } from './reply-writer';
 import { kindRefusal, newTask, SHUTTING_DOWN, timeoutProblem, type Door } from './submission';
 import type { Outcome, Task, TaskOwner } from './task';
+import type { ReloadReport } from './dispatcher';
 
 export { SHUTTING_DOWN } from './submission';
 
@@ -52,6 +53,8 @@ export interface ConnectionContext extends Door {
    * token); answers where it was, or why not.
    */
   cancel(taskId: string, by: TaskOwner, admin: boolean): { state: 'queued' | 'running' } | ErrorData;
+  /** A rolling reload (see Dispatcher.reload), or why it failed (RELOAD_FAILED, SHUTTING_DOWN). */
+  reload(): Promise<ReloadReport | ErrorData>;
   closed(connection: Connection): void;
 }
 
@@ -112,6 +115,8 @@ export class Connection implements TaskOwner {
   private pendingChars = 0;
   /** A `results` query of this connection is being read. */
   private querying = false;
+  /** Reloads asked for on this connection and not yet answered. */
+  private reloads = 0;
   /** Whether the client has ever ended a line: only a client that never does (the seed's) has
    * unterminated text taken as a line after a pause, so a slow read never splits a line. */
   private sawNewline = false;
@@ -289,6 +294,7 @@ export class Connection implements TaskOwner {
       case 'hello':
       case 'stats':
       case 'cancel':
+      case 'reload':
         return true;
       default: {
         const unreachable: never = message;
@@ -400,6 +406,18 @@ export class Connection implements TaskOwner {
         const taskId = this.inflightIds.get(message.taskId) ?? message.taskId;
         const answer = this.context.cancel(taskId, this, admin);
         this.send('state' in answer ? { type: 'cancel', ...echo(message.id), taskId, state: answer.state } : { type: 'error', ...answer, ...echo(message.id) });
+        return;
+      }
+      case 'reload': {
+        // With a token set, only a client that gave it gets here (see `authenticated`).
+        this.reloads += 1;
+        const reply = echo(message.id);
+        void this.context.reload().then((answer) => {
+          this.reloads -= 1;
+          if (this.closed) return;
+          this.send('workers' in answer ? { type: 'reload', ...reply, ...answer } : { type: 'error', ...answer, ...reply });
+          this.endIfAnswered();
+        });
         return;
       }
       default: {
@@ -537,7 +555,7 @@ export class Connection implements TaskOwner {
       this.socket.destroy();
       return;
     }
-    const busy = this.pending > 0 || this.querying || this.backlogHead < this.backlog.length;
+    const busy = this.pending > 0 || this.querying || this.reloads > 0 || this.backlogHead < this.backlog.length;
     const idleFor = now - this.lastLineAt;
     if (!busy && !this.ended && idleFor >= limit) {
       // Ends the socket once the refusal is written; a client reading nothing is dropped later.
@@ -561,6 +579,7 @@ export class Connection implements TaskOwner {
       !this.answerLater &&
       this.pending === 0 &&
       !this.querying &&
+      this.reloads === 0 &&
       !this.replies.pending &&
       (this.refused || this.backlogHead === this.backlog.length)
     ) {

@@ -1,13 +1,14 @@
 import { performance } from 'node:perf_hooks';
-import { ErrorCode, type ErrorData } from '../shared/errors';
+import { ErrorCode, messageOf, type ErrorData } from '../shared/errors';
 import type { Logger } from '../shared/logger';
 import type { WorkerStats } from '../shared/protocol';
+import { memoryBytesOf } from '../shared/proc';
 import { findStoredIn } from '../shared/results-db';
 import type { DispatchMode } from './config';
 import { RoundRobin } from './round-robin';
 import { Standby } from './standby';
 import type { Outcome, Task } from './task';
-import { WorkerSlot, type SlotEvents } from './worker-slot';
+import { WorkerSlot, type SlotCounts, type SlotEvents } from './worker-slot';
 
 /** How often running tasks are checked against their time limits. */
 export const TIMEOUT_SWEEP_MS = 50;
@@ -20,6 +21,10 @@ export const STALLED_SWEEP_MS = 500;
 export const STALL_GRACE_MS = 1_000;
 /** Characters of payload the queue may hold before clients are no longer read from. */
 export const MAX_QUEUED_CHARS = 64 * 1024 * 1024;
+/** How often each worker's resident memory is read, with --max-worker-rss-mb. */
+export const RSS_CHECK_MS = 1_000;
+/** After a replacement for recycling failed to start, how long that slot's worker serves on first. */
+export const RECYCLE_RETRY_MS = 10_000;
 
 export interface DispatcherOptions {
   workers: number;
@@ -38,6 +43,10 @@ export interface DispatcherOptions {
   maxAttempts: number;
   /** How long a started worker has to say `ready` before it is killed (see WorkerSlot). */
   readyTimeoutMs: number;
+  /** A worker that has finished this many tasks is replaced gracefully; never when absent. */
+  maxTasksPerWorker?: number;
+  /** A worker whose resident memory passes this many bytes is replaced gracefully; never when absent. */
+  maxWorkerRssBytes?: number;
   logger: Logger;
   /** Told when the queue fills up (stop reading from clients) and when it has room again. */
   onPressure?: (saturated: boolean) => void;
@@ -50,13 +59,20 @@ export interface DispatcherOptions {
 /** Where an accepted, unsettled task is. */
 export type TaskPlace = { state: 'queued' } | { state: 'running'; worker: number };
 
+/** A rolling reload's outcome: the workers that serve now, and how long it took. */
+export interface ReloadReport {
+  workers: { slot: number; pid: number | null }[];
+  ms: number;
+}
+
 /**
  * Hands accepted tasks to worker slots (round-robin, or least-loaded), queues them (boundedly)
  * while the next slot is full, and passes each outcome to the task's owner. Knows which tasks
  * every slot holds, so a worker's death never loses one: see WorkerSlot.
  */
 export class Dispatcher implements SlotEvents {
-  readonly slots: readonly WorkerSlot[];
+  /** The slot serving each place in the ring; a graceful replacement swaps its entry. */
+  private readonly current: WorkerSlot[];
   /** Task kinds the workers run, as the first ready worker reported them. */
   kinds: ReadonlySet<string> = new Set();
   /** Their payloads' JSON Schemas, as the same worker reported them. */
@@ -74,26 +90,56 @@ export class Dispatcher implements SlotEvents {
   private lastSweepAt = 0;
   private sweepsPausedUntil = 0;
   private idleWaiters: (() => void)[] = [];
+  /** Slots that were replaced and whose worker finishes what it holds (see WorkerSlot.retire). */
+  private readonly retiring = new Set<WorkerSlot>();
+  /** A replacement being started, not yet in the ring. */
+  private readonly incoming = new Set<WorkerSlot>();
+  /** Graceful replacements run one at a time, in the order asked: the end of the line. */
+  private handovers: Promise<unknown> = Promise.resolve();
+  /** Slots (by number) with a recycle asked for and not yet done. */
+  private readonly recycling = new Set<number>();
+  /** Slots whose last recycle failed to start a worker: not tried again before this time. */
+  private readonly recycleAfter = new Map<number, number>();
+  private reloadRunning: Promise<ReloadReport> | undefined;
+  private reloadNext: Promise<ReloadReport> | undefined;
+  private lastRssCheckAt = 0;
+  private stopped = false;
 
   constructor(private readonly options: DispatcherOptions) {
     this.standby = new Standby(options.script, options.standbyArgs ?? [], options.logger, options.env);
-    this.slots = Array.from(
-      { length: options.workers },
-      (_, index) =>
-        new WorkerSlot({
-          slot: index + 1,
-          args: options.args(index + 1),
-          maxInflight: options.maxInflightPerWorker,
-          maxAttempts: options.maxAttempts,
-          readyTimeoutMs: options.readyTimeoutMs,
-          logger: options.logger,
-          events: this,
-          spawn: (args) => this.standby.fork(args),
-          endGroup,
-          findStored: (taskIds) => findStoredIn(options.file(index + 1), taskIds),
-        }),
+    this.current = Array.from({ length: options.workers }, (_, index) => this.makeSlot(index + 1));
+    // The ring reads this array: a swapped entry is in the ring at once, in the same place.
+    this.ring = new RoundRobin(this.current, options.dispatch);
+  }
+
+  /** The slots serving now, one per worker place. */
+  get slots(): readonly WorkerSlot[] {
+    return this.current;
+  }
+
+  private makeSlot(slot: number, counts?: SlotCounts): WorkerSlot {
+    const { options } = this;
+    return new WorkerSlot(
+      {
+        slot,
+        args: options.args(slot),
+        maxInflight: options.maxInflightPerWorker,
+        maxAttempts: options.maxAttempts,
+        readyTimeoutMs: options.readyTimeoutMs,
+        ...(options.maxTasksPerWorker === undefined ? {} : { maxTasksPerWorker: options.maxTasksPerWorker }),
+        logger: options.logger,
+        events: this,
+        spawn: (args) => this.standby.fork(args),
+        endGroup,
+        findStored: (taskIds) => findStoredIn(options.file(slot), taskIds),
+      },
+      counts,
     );
-    this.ring = new RoundRobin(this.slots, options.dispatch);
+  }
+
+  /** Every slot with a worker: those serving, those retiring, a replacement starting. */
+  private everySlot(): WorkerSlot[] {
+    return [...this.current, ...this.retiring, ...this.incoming];
   }
 
   /** Starts every worker; resolves when all are ready, rejects if one dies first. */
@@ -116,7 +162,8 @@ export class Dispatcher implements SlotEvents {
   /** Tasks accepted and not yet settled. */
   get outstanding(): number {
     let held = this.queue.length;
-    for (const slot of this.slots) held += slot.heldCount;
+    for (const slot of this.current) held += slot.heldCount;
+    for (const slot of this.retiring) held += slot.heldCount;
     return held;
   }
 
@@ -149,9 +196,10 @@ export class Dispatcher implements SlotEvents {
 
   /** Stops every worker (they close their databases); safe to call twice. */
   async stop(timeoutMs?: number): Promise<void> {
+    this.stopped = true;
     if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer);
     this.standby.close();
-    await Promise.all(this.slots.map((slot) => slot.stop(timeoutMs)));
+    await Promise.all(this.everySlot().map((slot) => slot.stop(timeoutMs)));
   }
 
   /**
@@ -159,7 +207,7 @@ export class Dispatcher implements SlotEvents {
    * gone): each accepted task gets its one reply, also at a shutdown that cut it short.
    */
   abandon(error: ErrorData): void {
-    const tasks = [...this.queue, ...this.slots.flatMap((slot) => slot.abandon())];
+    const tasks = [...this.queue, ...this.everySlot().flatMap((slot) => slot.abandon())];
     this.queue = [];
     this.queuedChars = 0;
     if (tasks.length === 0) return;
@@ -168,18 +216,129 @@ export class Dispatcher implements SlotEvents {
 
   /** Kills every worker at once. */
   kill(): void {
+    this.stopped = true;
     this.standby.close();
-    for (const slot of this.slots) slot.kill();
+    for (const slot of this.everySlot()) slot.kill();
   }
 
+  /** Each slot's figures; what a retiring worker still holds counts as its slot's. */
   stats(): WorkerStats[] {
-    return this.slots.map((slot) => slot.stats());
+    return this.current.map((slot) => {
+      const stats = slot.stats();
+      for (const old of this.retiring) if (old.slot === slot.slot) stats.inflight += old.heldCount;
+      return stats;
+    });
+  }
+
+  /**
+   * Replaces every worker, one slot at a time, with one that loads the handlers module afresh:
+   * each new worker is ready before the old one stops taking tasks, and the old one finishes what
+   * it holds, then exits. Rejects, naming the slot and why, when a new worker cannot start (its
+   * module does not load): the reload stops there, and the slots not yet replaced keep their
+   * workers. A reload asked for while one runs is done once more after it (one for all who asked).
+   */
+  reload(): Promise<ReloadReport> {
+    if (this.reloadRunning === undefined) {
+      this.reloadRunning = this.rollingReload().finally(() => (this.reloadRunning = undefined));
+      return this.reloadRunning;
+    }
+    this.reloadNext ??= this.reloadRunning
+      .catch(() => undefined)
+      .then(() => {
+        this.reloadNext = undefined;
+        return this.reload();
+      });
+    return this.reloadNext;
+  }
+
+  private async rollingReload(): Promise<ReloadReport> {
+    const startedAt = performance.now();
+    this.options.logger.info('primary', `reloading: replacing ${this.current.length} worker(s) one at a time`);
+    for (let index = 0; index < this.current.length; index += 1) {
+      await this.handOver(index, 'reload');
+    }
+    const ms = Math.round(performance.now() - startedAt);
+    this.options.logger.info('primary', `reloaded in ${ms} ms`);
+    return { workers: this.current.map((slot) => ({ slot: slot.slot, pid: slot.pid })), ms };
+  }
+
+  /**
+   * Queues a graceful replacement of the slot at `index`: a new worker is started on its file, and
+   * only once it is ready does it take the old one's place in the ring (see WorkerSlot.retire).
+   * Replacements run one at a time. Rejects if the new worker cannot start; the old one then serves on.
+   */
+  private handOver(index: number, why: 'reload' | 'recycle', reason?: string): Promise<void> {
+    const run = async (): Promise<void> => {
+      if (this.stopped) throw new Error('the cluster is shutting down');
+      const old = this.current[index] as WorkerSlot;
+      const fresh = this.makeSlot(old.slot, old.counts);
+      this.incoming.add(fresh);
+      try {
+        await fresh.start(`replacing pid ${old.pid ?? '-'}: ${reason ?? why}`);
+      } catch (error) {
+        throw new Error(`worker ${old.slot}: the new worker could not start (${messageOf(error).replace(/^worker \d+: /, '')})`);
+      } finally {
+        this.incoming.delete(fresh);
+      }
+      if (this.stopped) {
+        await fresh.stop();
+        throw new Error('the cluster is shutting down');
+      }
+      this.current[index] = fresh;
+      this.retiring.add(old);
+      if (why === 'recycle') old.counts.recycles += 1;
+      void old.retire(fresh).then(() => {
+        this.retiring.delete(old);
+        this.checkIdle();
+      });
+      this.changed(fresh);
+    };
+    const done = this.handovers.then(run);
+    this.handovers = done.catch(() => undefined);
+    return done;
+  }
+
+  /** Asks for a graceful replacement of this slot's worker, once (see handOver). */
+  private recycle(slot: WorkerSlot, reason: string): void {
+    if (this.stopped || slot.retiring || this.recycling.has(slot.slot)) return;
+    if ((this.recycleAfter.get(slot.slot) ?? 0) > performance.now()) return;
+    const index = this.current.indexOf(slot);
+    if (index === -1) return;
+    this.recycling.add(slot.slot);
+    this.options.logger.info(slot.slot, `recycling worker pid ${slot.pid}: ${reason}`);
+    this.handOver(index, 'recycle', reason).then(
+      () => this.recycling.delete(slot.slot),
+      (error: unknown) => {
+        this.recycling.delete(slot.slot);
+        if (this.stopped) return;
+        this.recycleAfter.set(slot.slot, performance.now() + RECYCLE_RETRY_MS);
+        this.options.logger.warn(slot.slot, `${messageOf(error)}; pid ${slot.pid} serves on, tried again in ${RECYCLE_RETRY_MS} ms`);
+      },
+    );
+  }
+
+  /** Reads each worker's resident memory (with --max-worker-rss-mb), recycling those past it. */
+  private checkMemory(now: number): void {
+    const limit = this.options.maxWorkerRssBytes;
+    if (limit === undefined || now - this.lastRssCheckAt < RSS_CHECK_MS) return;
+    this.lastRssCheckAt = now;
+    for (const slot of this.current) {
+      const pid = slot.pid;
+      if (slot.state !== 'ready' || pid === null || this.recycling.has(slot.slot)) continue;
+      const rss = memoryBytesOf(pid)?.rss;
+      if (rss === undefined || rss <= limit) continue;
+      const mb = (bytes: number): string => (bytes / 1024 / 1024).toFixed(0);
+      this.recycle(slot, `its resident memory is ${mb(rss)} MB (--max-worker-rss-mb ${mb(limit)})`);
+    }
   }
 
   // ---- SlotEvents ------------------------------------------------------------------------------
 
+  /**
+   * The kinds are those the last worker to become ready reported: each loads the handlers module
+   * as it is on disk then, so after a reload (or a respawn) the new module's kinds are the ones known.
+   */
   ready(_slot: WorkerSlot, kinds: readonly string[], schemas: Readonly<Record<string, unknown>>): void {
-    if (this.kinds.size > 0) return;
     this.kinds = new Set(kinds);
     this.schemas = schemas;
   }
@@ -207,12 +366,17 @@ export class Dispatcher implements SlotEvents {
 
   changed(slot: WorkerSlot): void {
     this.drain();
-    this.options.onSlotChanged?.(slot);
+    // A replacement starting, or a worker retiring, is not what its slot shows.
+    if (this.current[slot.slot - 1] === slot) this.options.onSlotChanged?.(slot);
+  }
+
+  worn(slot: WorkerSlot, why: string): void {
+    this.recycle(slot, why);
   }
 
   /** Where the task with this id is, if it is accepted and not settled (a scan of the queue). */
   placeOf(taskId: string): TaskPlace | undefined {
-    for (const slot of this.slots) {
+    for (const slot of this.everySlot()) {
       const place = slot.placeOf(taskId);
       if (place === 'sent') return { state: 'running', worker: slot.slot };
       if (place === 'waiting') return { state: 'queued' };
@@ -223,7 +387,7 @@ export class Dispatcher implements SlotEvents {
 
   /** The accepted, unsettled task with this id (a scan of the queue and every slot: lookups only). */
   find(taskId: string): Task | undefined {
-    for (const slot of this.slots) {
+    for (const slot of this.everySlot()) {
       const task = slot.find(taskId);
       if (task !== undefined) return task;
     }
@@ -237,7 +401,7 @@ export class Dispatcher implements SlotEvents {
    * stores it as cancelled without running it. With no worker serving, it waits first in line.
    */
   cancel(task: Task, error: ErrorData): 'queued' | 'running' {
-    for (const slot of this.slots) if (slot.find(task.taskId) === task) return slot.cancel(task, error);
+    for (const slot of this.everySlot()) if (slot.find(task.taskId) === task) return slot.cancel(task, error);
     task.failWith = error;
     const at = this.queue.indexOf(task);
     if (at !== -1) {
@@ -245,7 +409,7 @@ export class Dispatcher implements SlotEvents {
       this.queuedChars -= task.chars;
     }
     let target: WorkerSlot | undefined;
-    for (const slot of this.slots) {
+    for (const slot of this.current) {
       if (slot.availability() === 'down') continue;
       if (target === undefined || (target.blocked && !slot.blocked) || (target.blocked === slot.blocked && slot.inflightCount < target.inflightCount)) {
         target = slot;
@@ -263,7 +427,7 @@ export class Dispatcher implements SlotEvents {
   /** Tasks run again because the worker that held them died. */
   get redeliveries(): number {
     let total = 0;
-    for (const slot of this.slots) total += slot.redelivered;
+    for (const slot of this.current) total += slot.redelivered;
     return total;
   }
 
@@ -328,9 +492,11 @@ export class Dispatcher implements SlotEvents {
       this.sweepsPausedUntil = now + STALL_GRACE_MS;
       this.options.logger.warn('primary', `the primary was stalled for ${Math.round(sinceLast)} ms; time limits are checked again in ${STALL_GRACE_MS} ms`);
     }
-    for (const slot of this.slots) slot.checkStopped(now);
+    const slots = this.retiring.size === 0 ? this.current : this.everySlot();
+    for (const slot of slots) slot.checkStopped(now);
+    this.checkMemory(now);
     if (now < this.sweepsPausedUntil) return;
-    for (const slot of this.slots) slot.sweepTimeouts(now);
+    for (const slot of slots) slot.sweepTimeouts(now);
   }
 }
 

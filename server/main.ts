@@ -82,10 +82,15 @@ async function main(): Promise<void> {
     );
   };
   // Every other signal whose default is to end the process would end the primary at once, every
-  // accepted task with it: a closed terminal (SIGHUP), Ctrl-\ (SIGQUIT), a tool's SIGUSR2 (nodemon),
+  // accepted task with it: Ctrl-\ (SIGQUIT), a tool's SIGUSR2 (nodemon),
   // a resource limit (SIGXCPU, SIGXFSZ), a UPS (SIGPWR), a stray timer signal. Each stops it in
   // order instead. (SIGUSR1 is Node's: it opens the inspector on 127.0.0.1:9229.)
   for (const signal of SHUTDOWN_SIGNALS) process.on(signal, onSignal);
+  // SIGHUP reloads, as daemons do: a rolling replacement of every worker (see Dispatcher.reload).
+  process.on('SIGHUP', () => {
+    logger.info('primary', 'SIGHUP: reloading the workers');
+    void primary.reload();
+  });
 
   try {
     const address = await primary.start();
@@ -121,7 +126,6 @@ async function writeReadyFile(file: string, ready: Ready): Promise<void> {
 const SHUTDOWN_SIGNALS: readonly NodeJS.Signals[] = [
   'SIGINT',
   'SIGTERM',
-  'SIGHUP',
   'SIGQUIT',
   'SIGUSR2',
   'SIGALRM',

@@ -11,7 +11,7 @@ import { packageVersion } from '../shared/version';
 import { AuthGuard } from './auth-guard';
 import { Connection, SHUTTING_DOWN, type ConnectionContext } from './connection';
 import { DataDirLock } from '../shared/data-dir-lock';
-import { Dispatcher } from './dispatcher';
+import { Dispatcher, type ReloadReport } from './dispatcher';
 import { HttpApi } from './http/api';
 import { EventHub } from './http/events';
 import { loadPage } from './http/page';
@@ -98,6 +98,8 @@ export class Primary {
       maxQueue: config.maxQueue,
       maxAttempts: config.maxAttempts,
       readyTimeoutMs: config.workerReadyTimeoutMs,
+      ...(config.maxTasksPerWorker === undefined ? {} : { maxTasksPerWorker: config.maxTasksPerWorker }),
+      ...(config.maxWorkerRssMb === undefined ? {} : { maxWorkerRssBytes: config.maxWorkerRssMb * 1024 * 1024 }),
       logger,
       onPressure: (saturated) => {
         // A per-task-rate event under a flood: sampled like task lines, and off with --quiet.
@@ -135,6 +137,7 @@ export class Primary {
       idleTimeoutMs: config.idleTimeoutMs,
       results: (query) => this.queries.run(() => this.readResults(query)),
       cancel: (taskId, by, admin) => this.cancel(taskId, by, admin),
+      reload: () => this.reload(),
       closed: (connection) => {
         this.connections.delete(connection);
         // Said whenever its connect line was (those are sampled under a flood of connections).
@@ -186,6 +189,7 @@ export class Primary {
       },
       page: (query) => this.queries.run(() => readPage(config.dataDir, query)),
       cancel: (taskId) => this.cancel(taskId, HTTP_DOOR, config.token !== undefined),
+      reload: () => this.reload(),
       series: () => this.metrics.series(),
       firstEvents: () => [
         ['hello', { server: 'ronda', version: packageVersion(), workers: config.workers, kinds: [...this.dispatcher.kinds] }],
@@ -193,6 +197,23 @@ export class Primary {
       ],
       metrics: async () => ({ contentType: registry.contentType, text: await registry.metrics() }),
     });
+  }
+
+  /**
+   * A rolling reload (SIGHUP, `reload` from a client, POST /api/reload): see Dispatcher.reload.
+   * Never rejects: a failure is answered as RELOAD_FAILED, saying which worker and why.
+   */
+  async reload(): Promise<ReloadReport | ErrorData> {
+    if (!this.accepting) return SHUTTING_DOWN;
+    if (this.early !== undefined) return { code: ErrorCode.RELOAD_FAILED, message: 'the workers are still starting; reload once the cluster serves' };
+    try {
+      return await this.dispatcher.reload();
+    } catch (error) {
+      if (!this.accepting) return SHUTTING_DOWN;
+      const message = `reload stopped: ${messageOf(error)}; the workers not replaced keep serving`;
+      this.logger.error('primary', message);
+      return { code: ErrorCode.RELOAD_FAILED, message };
+    }
   }
 
   /** See ConnectionContext.cancel. */

@@ -37,6 +37,17 @@ const EXIT_DRAIN_MS = 200;
 /** Longest line the watchdog side channel may carry; its reports are a few dozen bytes. */
 const MAX_WATCHDOG_LINE_BYTES = 1024;
 
+/** What a slot counts over its workers' lives (see WorkerSlot.counts). */
+export interface SlotCounts {
+  done: number;
+  failed: number;
+  /** Workers that died (or could not start) and were replaced. */
+  restarts: number;
+  /** Workers replaced gracefully for --max-tasks-per-worker or --max-worker-rss-mb. */
+  recycles: number;
+  redelivered: number;
+}
+
 export interface SlotOptions {
   slot: number;
   /** The worker's arguments. */
@@ -48,6 +59,8 @@ export interface SlotOptions {
    * its disk stalls) is killed; its death counts as a young one, so the slot backs off.
    */
   readyTimeoutMs: number;
+  /** A worker that has finished this many tasks is reported `worn` (--max-tasks-per-worker). */
+  maxTasksPerWorker?: number;
   logger: Logger;
   events: SlotEvents;
   /** Starts a worker process with `args`; may throw, or emit 'error' with no pid, if it cannot. */
@@ -67,6 +80,8 @@ export interface SlotEvents {
   returned(slot: WorkerSlot, tasks: readonly Task[]): void;
   /** The slot can take more tasks, or has gone down or come back: the queue may move. */
   changed(slot: WorkerSlot): void;
+  /** The worker has finished `maxTasksPerWorker` tasks: it should be replaced (see retire). */
+  worn(slot: WorkerSlot, why: string): void;
 }
 
 /**
@@ -85,9 +100,8 @@ export interface SlotEvents {
 export class WorkerSlot {
   readonly slot: number;
   state: WorkerState = 'stopped';
-  restarts = 0;
-  done = 0;
-  failed = 0;
+  /** Counted over every worker this slot has had; a successor (see retire) counts on from them. */
+  readonly counts: SlotCounts;
 
   private child: WorkerProcess | undefined;
   /** Tasks sent to the current child so far: the next one's ordinal. */
@@ -98,8 +112,6 @@ export class WorkerSlot {
   private lastDeathAt: number | undefined;
   private everReady = false;
   private readonly inflight = new Map<string, Task>();
-  /** Tasks handed to this slot's worker again because the one before it died holding them. */
-  redelivered = 0;
   private inflightChars = 0;
   /**
    * Tasks in flight whose worker has said they are running, with performance.now() when they
@@ -144,11 +156,41 @@ export class WorkerSlot {
   /** Set when the ready timeout killed the worker, for the message of its death. */
   private notReadyIn: number | undefined;
   private firstReady: { resolve: () => void; reject: (error: Error) => void } | undefined;
+  /** What the first worker was started for (see start). */
+  private startedFor: string | undefined;
+  /** Resolves retire()'s promise when it was made before stop() was. */
+  private retired: (() => void) | undefined;
   private stopping: Promise<void> | undefined;
   private exited: (() => void) | undefined;
 
-  constructor(private readonly options: SlotOptions) {
+  /** The slot serving in this one's place: this one takes no new task and stops once empty. */
+  private successor: WorkerSlot | undefined;
+  /** Tasks the current worker has finished: what --max-tasks-per-worker counts. */
+  private finishedByWorker = 0;
+
+  constructor(
+    private readonly options: SlotOptions,
+    counts: SlotCounts = { done: 0, failed: 0, restarts: 0, recycles: 0, redelivered: 0 },
+  ) {
     this.slot = options.slot;
+    this.counts = counts;
+  }
+
+  get done(): number {
+    return this.counts.done;
+  }
+
+  get failed(): number {
+    return this.counts.failed;
+  }
+
+  get restarts(): number {
+    return this.counts.restarts;
+  }
+
+  /** Tasks handed to this slot's worker again because the one before it died holding them. */
+  get redelivered(): number {
+    return this.counts.redelivered;
   }
 
   get pid(): number | null {
@@ -207,12 +249,62 @@ export class WorkerSlot {
     return this.inflight.size + this.redeliveries.length + this.suspects.length;
   }
 
-  /** Forks the first worker; resolves when it is ready, rejects if it dies before. */
-  start(): Promise<void> {
+  /**
+   * Forks the first worker; resolves when it is ready, rejects if it dies before (or the slot is
+   * stopped first). `why` is said in its `ready` line: a successor says whom it replaces.
+   */
+  start(why?: string): Promise<void> {
+    this.startedFor = why;
     return new Promise((resolve, reject) => {
       this.firstReady = { resolve, reject };
       this.spawn();
     });
+  }
+
+  /**
+   * Hands this slot over to `successor`, whose worker is ready on the same file: this one takes no
+   * new task, gives the tasks waiting for its next worker to the successor, lets its worker finish
+   * what it holds, then stops it. Should its worker die first, what it held goes to the successor
+   * (which looks each task up in the file, as any replacement does). Resolves once it has exited.
+   */
+  retire(successor: WorkerSlot): Promise<void> {
+    this.successor = successor;
+    if (this.respawnTimer !== undefined) clearTimeout(this.respawnTimer);
+    this.respawnTimer = undefined;
+    this.handOverWaiting();
+    this.options.events.changed(this);
+    this.stopIfRetired();
+    return this.stopping ?? new Promise<void>((resolve) => (this.retired = resolve));
+  }
+
+  /** Takes tasks a retiring slot held for its next worker: they wait here for this one's. */
+  adopt(redeliveries: readonly Task[], suspects: readonly Task[]): void {
+    this.redeliveries.push(...redeliveries);
+    this.suspects.push(...suspects);
+    this.pump();
+    this.options.events.changed(this);
+  }
+
+  /** Whether a successor serves in this slot's place (see retire). */
+  get retiring(): boolean {
+    return this.successor !== undefined;
+  }
+
+  private handOverWaiting(): void {
+    const successor = this.successor;
+    if (successor === undefined) return;
+    const redeliveries = this.redeliveries;
+    const suspects = this.suspects;
+    this.redeliveries = [];
+    this.suspects = [];
+    if (redeliveries.length + suspects.length > 0) successor.adopt(redeliveries, suspects);
+  }
+
+  /** A retiring slot whose worker holds nothing more is stopped (see retire). */
+  private stopIfRetired(): void {
+    if (this.successor === undefined || this.inflight.size > 0 || this.stopping !== undefined) return;
+    const retired = this.retired;
+    void this.stop().then(() => retired?.());
   }
 
   /**
@@ -223,6 +315,7 @@ export class WorkerSlot {
   availability(): Availability {
     if (
       this.state !== 'ready' ||
+      this.successor !== undefined ||
       this.killedByPrimary ||
       this.failing ||
       this.exitSeen ||
@@ -330,10 +423,11 @@ export class WorkerSlot {
       slot: this.slot,
       pid: this.pid,
       state: this.state,
-      done: this.done,
-      failed: this.failed,
+      done: this.counts.done,
+      failed: this.counts.failed,
       inflight: this.heldCount,
-      restarts: this.restarts,
+      restarts: this.counts.restarts,
+      recycles: this.counts.recycles,
       uptimeMs: this.state === 'ready' ? Math.round(performance.now() - this.readyAt) : 0,
     };
     if (this.state === 'ready' && this.readyWallAt !== undefined) stats.readyAt = this.readyWallAt;
@@ -355,6 +449,8 @@ export class WorkerSlot {
     this.stopping ??= new Promise<void>((resolve) => {
       if (this.respawnTimer !== undefined) clearTimeout(this.respawnTimer);
       this.clearReadyTimer();
+      this.firstReady?.reject(new Error(`worker ${this.slot}: stopped before it was ready`));
+      this.firstReady = undefined;
       const child = this.child;
       this.state = 'stopping';
       if (child === undefined) {
@@ -422,6 +518,7 @@ export class WorkerSlot {
     }
     this.child = child;
     this.sentToChild = 0;
+    this.finishedByWorker = 0;
     let ended = false;
     const end = (code: number | null, signal: NodeJS.Signals | null, spawnError?: Error): void => {
       if (ended) return;
@@ -546,8 +643,13 @@ export class WorkerSlot {
     }
     this.options.logger.info(
       this.slot,
-      this.restarts === 0 ? `ready, pid ${pid}` : `respawned, ready, pid ${pid} (restart ${this.restarts})`,
+      this.startedFor !== undefined
+        ? `ready, pid ${pid} (${this.startedFor})`
+        : this.counts.restarts === 0
+          ? `ready, pid ${pid}`
+          : `respawned, ready, pid ${pid} (restart ${this.counts.restarts})`,
     );
+    this.startedFor = undefined;
     this.firstReady?.resolve();
     this.firstReady = undefined;
     this.options.events.ready(this, kinds, schemas);
@@ -591,16 +693,16 @@ export class WorkerSlot {
           if (outcome.json && !isJson(outcome.result)) {
             // Handler code runs in the worker and may have broken its JSON.stringify: a reply is
             // spliced around this text, and must stay one valid line.
-            this.failed += 1;
+            this.counts.failed += 1;
             const error = { code: ErrorCode.INTERNAL, message: 'the worker reported a result that is not JSON' };
             settled.push([task, { status: 'failed', error, worker: this.slot }]);
             break;
           }
-          this.done += 1;
+          this.counts.done += 1;
           settled.push([task, { status: 'done', result: outcome.result, json: outcome.json, worker: this.slot }]);
           break;
         case 'failed':
-          this.failed += 1;
+          this.counts.failed += 1;
           settled.push([task, { status: 'failed', error: outcome.error, worker: this.slot }]);
           break;
         case 'unstored':
@@ -608,7 +710,7 @@ export class WorkerSlot {
           this.failing = true;
           task.storeFailures += 1;
           if (task.storeFailures >= this.options.maxAttempts) {
-            this.failed += 1;
+            this.counts.failed += 1;
             settled.push([task, { status: 'failed', error: outcome.error, worker: this.slot }]);
           } else {
             task.redelivered = false;
@@ -624,6 +726,11 @@ export class WorkerSlot {
     if (settled.length > 0) this.options.events.settled(this, settled);
     if (rerun.length > 0) this.options.events.returned(this, rerun);
     if (malformed !== undefined && this.child !== undefined) this.onCorrupt(this.child, `it sent an outcome that is not one (${malformed})`);
+    this.finishedByWorker += settled.length;
+    const { maxTasksPerWorker } = this.options;
+    if (maxTasksPerWorker !== undefined && this.finishedByWorker >= maxTasksPerWorker && this.successor === undefined) {
+      this.options.events.worn(this, `it has finished ${this.finishedByWorker} tasks (--max-tasks-per-worker ${maxTasksPerWorker})`);
+    }
     this.pump();
   }
 
@@ -640,6 +747,10 @@ export class WorkerSlot {
 
   /** Hands waiting redeliveries to a ready worker, then tells the dispatcher if there is room. */
   private pump(): void {
+    if (this.successor !== undefined) {
+      this.stopIfRetired();
+      return;
+    }
     if (this.state !== 'ready' || this.failing) return;
     const max = this.options.maxInflight;
     while (this.redeliveries.length > 0 && this.inflight.size < max) {
@@ -711,6 +822,14 @@ export class WorkerSlot {
     };
     logger.warn(this.slot, `worker pid ${child.pid} died (${how}) holding ${this.inflight.size} task(s)`);
     const returned = this.reclaimAll(blamesTasks(death), death.toldWhy);
+    if (this.successor !== undefined) {
+      // Retiring: no replacement here; the successor's worker takes what this one held.
+      this.state = 'stopped';
+      this.handOverWaiting();
+      if (returned.length > 0) this.options.events.returned(this, returned);
+      this.retired?.();
+      return;
+    }
     const youngDeaths = youngDeathsAfter(this.youngDeaths, death);
     if (death.toldWhy || youngDeaths > 1) this.problem = `worker pid ${child.pid} died (${how})`;
     this.scheduleRespawn(youngDeaths);
@@ -808,12 +927,12 @@ export class WorkerSlot {
         return;
       case 'suspect':
         if (task.failWith === undefined) {
-          this.redelivered += 1;
+          this.counts.redelivered += 1;
           this.suspects.push(task);
         } else this.redeliveries.push(task);
         return;
       case 'redeliver':
-        this.redelivered += 1;
+        this.counts.redelivered += 1;
         this.redeliveries.push(task);
         return;
       default: {
@@ -826,7 +945,7 @@ export class WorkerSlot {
   private scheduleRespawn(youngDeaths: number): void {
     this.youngDeaths = youngDeaths;
     const delay = respawnDelayMs(youngDeaths);
-    this.restarts += 1;
+    this.counts.restarts += 1;
     if (delay === 0) {
       this.spawn();
       return;
@@ -880,8 +999,8 @@ export class WorkerSlot {
         `${returned.length} given to other workers`,
     );
     for (const [, outcome] of settled) {
-      if (outcome.status === 'done') this.done += 1;
-      else this.failed += 1;
+      if (outcome.status === 'done') this.counts.done += 1;
+      else this.counts.failed += 1;
     }
     if (settled.length > 0) this.options.events.settled(this, settled);
     if (returned.length > 0) this.options.events.returned(this, returned);

@@ -41,6 +41,8 @@ export const ErrorCode = {
   TOO_LARGE: 'TOO_LARGE',
   /** HTTP: the primary's queue is full; try again shortly (TCP clients are paused instead). */
   QUEUE_FULL: 'QUEUE_FULL',
+  /** A rolling reload stopped: a new worker could not start (its handlers module does not load). */
+  RELOAD_FAILED: 'RELOAD_FAILED',
   /** Something failed inside Ronda itself; a bug or an I/O failure. */
   INTERNAL: 'INTERNAL',
 } as const;

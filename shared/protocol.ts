@@ -88,12 +88,19 @@ export const StatsQuerySchema = z.strictObject({ type: z.literal('stats'), id: R
  */
 export const CancelSchema = z.strictObject({ type: z.literal('cancel'), id: RequestIdSchema.optional(), taskId: TaskIdSchema });
 
+/**
+ * Replaces every worker, one slot at a time, with one that loads the handlers module afresh (as
+ * SIGHUP to the primary does). Answered once every new worker serves, or RELOAD_FAILED.
+ */
+export const ReloadSchema = z.strictObject({ type: z.literal('reload'), id: RequestIdSchema.optional() });
+
 export const ClientMessageSchema = z.discriminatedUnion('type', [
   HelloSchema,
   SubmitSchema,
   ResultsQuerySchema,
   StatsQuerySchema,
   CancelSchema,
+  ReloadSchema,
 ]);
 export type ClientMessage = z.infer<typeof ClientMessageSchema>;
 export type Submit = z.infer<typeof SubmitSchema>;
@@ -125,7 +132,10 @@ export const WorkerStatsSchema = z.strictObject({
   done: z.number().int(),
   failed: z.number().int(),
   inflight: z.number().int(),
+  /** Workers that died (or could not start) and were replaced. */
   restarts: z.number().int(),
+  /** Workers replaced gracefully for --max-tasks-per-worker or --max-worker-rss-mb (a reload is neither). */
+  recycles: z.number().int().optional(),
   uptimeMs: z.number(),
   /** When the current worker said it was ready (ms since the epoch, the primary's clock). */
   readyAt: z.number().optional(),
@@ -173,6 +183,13 @@ export const ServerMessageSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('results'), id: z.string().optional(), rows: z.array(ResultRowSchema) }),
   /** A cancel was taken: the task's own reply (`failed` CANCELLED, or `done`) follows to its submitter. */
   z.strictObject({ type: z.literal('cancel'), id: z.string().optional(), taskId: z.string(), state: z.enum(['queued', 'running']) }),
+  /** A reload is done: the workers that serve now (the old ones finish what they held, then exit). */
+  z.strictObject({
+    type: z.literal('reload'),
+    id: z.string().optional(),
+    workers: z.array(z.strictObject({ slot: z.number().int(), pid: z.number().int().nullable() })),
+    ms: z.number(),
+  }),
   z.strictObject({
     type: z.literal('stats'),
     id: z.string().optional(),
@@ -187,6 +204,7 @@ export type ServerMessage = z.infer<typeof ServerMessageSchema>;
 export type DoneReply = Extract<ServerMessage, { type: 'done' }>;
 export type FailedReply = Extract<ServerMessage, { type: 'failed' }>;
 export type StatsReply = Extract<ServerMessage, { type: 'stats' }>;
+export type ReloadReply = Extract<ServerMessage, { type: 'reload' }>;
 
 // ---- primary <-> worker (IPC) -----------------------------------------------------------------
 

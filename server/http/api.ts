@@ -13,7 +13,7 @@ import { intOption } from '../../shared/options';
 import { SubmitSchema, type ResultRow } from '../../shared/protocol';
 import type { Page, PageCursor, PageQuery } from '../../shared/results-db';
 import { sameSecret } from '../auth-guard';
-import type { TaskPlace } from '../dispatcher';
+import type { ReloadReport, TaskPlace } from '../dispatcher';
 import type { SeriesPoint } from '../metrics';
 import { kindRefusal, newTask, timeoutProblem, type Door } from '../submission';
 import type { Outcome, Task, TaskOwner } from '../task';
@@ -59,6 +59,8 @@ export interface HttpCluster extends Door {
   page(query: PageQuery): Promise<Page>;
   /** Cancels a task sent over HTTP (or any, with a token set): see Primary.cancel. */
   cancel(taskId: string): { state: 'queued' | 'running' } | ErrorData;
+  /** A rolling reload: see Primary.reload. */
+  reload(): Promise<ReloadReport | ErrorData>;
   series(): SeriesPoint[];
   /** The events a new subscriber gets first, to draw the console at once. */
   firstEvents(): [EventName, unknown][];
@@ -234,6 +236,19 @@ export class HttpApi {
       const answer = cluster.cancel(taskId);
       if (!('state' in answer)) throw new HttpFailure(answer);
       return { taskId, cancelled: true, state: answer.state };
+    });
+    app.post('/api/reload', async (request) => {
+      // A JSON body (`{}`) is required: a browser sends that type cross-site only after a CORS
+      // preflight, which this server never allows, so no other site's page can reload the cluster.
+      if (!/^application\/json\b/i.test(request.headers['content-type'] ?? '')) {
+        throw new HttpFailure({
+          code: ErrorCode.BAD_MESSAGE,
+          message: 'POST /api/reload needs a JSON body ({}) with Content-Type: application/json',
+        });
+      }
+      const answer = await cluster.reload();
+      if (!('workers' in answer)) throw new HttpFailure(answer);
+      return answer;
     });
     app.get('/api/results', async (request) => {
       const query = parse(resultsQuerySchema(cluster.workers), request.query ?? {}, 'the query');

@@ -32,6 +32,7 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   TOO_MANY_CONNECTIONS: 503,
   SHUTTING_DOWN: 503,
   QUEUE_FULL: 503,
+  RELOAD_FAILED: 500,
 };
 
 /** A failure that becomes an error body. */

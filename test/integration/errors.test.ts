@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ERROR_CODES, ErrorCode } from '../../shared/errors';
 import { MAX_LINE_BYTES, type ServerMessage } from '../../shared/protocol';
-import { ROOT, startCluster, stopClusters, until, type Cluster } from '../helpers/cluster';
+import { ROOT, startCluster, stopClusters, testDir, until, type Cluster } from '../helpers/cluster';
 import { request } from '../helpers/http';
 import { readRows } from '../helpers/db';
 import { closeRawClients, rawClient, type RawClient } from '../helpers/raw-client';
@@ -313,6 +313,27 @@ describe('error codes: each is reachable, and the server serves a good task afte
       expect(await client.reply('c')).to.include({ type: 'cancel' });
       expectFailed(await client.reply('queued'), ErrorCode.CANCELLED, /the task was cancelled/);
       await servesGoodTask(client);
+    });
+  });
+
+  describe('a reload that cannot start its workers', function () {
+    afterEach(async () => {
+      closeRawClients();
+      await stopClusters();
+    });
+
+    it('RELOAD_FAILED when the handlers module no longer loads; the old workers serve on', async function () {
+      this.timeout(30_000);
+      const dir = await testDir();
+      const module = path.join(dir, 'kinds.js');
+      await writeFile(module, "exports.kinds = { ok: { schema: require('zod').z.any(), run: () => 'ok' } };\n");
+      const cluster = await startCluster({ args: ['--quiet', '--handlers', module] });
+      await writeFile(module, 'this is not JavaScript\n');
+      const client = await rawClient(cluster.port);
+      client.send({ type: 'reload', id: 'r' });
+      expectError(await client.reply('r', 20_000), ErrorCode.RELOAD_FAILED, /^reload stopped: worker 1: the new worker could not start .*SyntaxError/);
+      client.send({ type: 'submit', id: 'ok', kind: 'ok', payload: 1 });
+      expect(await client.reply('ok')).to.include({ type: 'done', result: 'ok' });
     });
   });
 

@@ -57,6 +57,7 @@ describe('WorkerSlot (a fake child process)', function () {
       settled: (_slot, outcomes) => settled.push(...outcomes),
       returned: (_slot, tasks) => returned.push(...tasks),
       changed: () => undefined,
+      worn: () => undefined,
     };
     return new WorkerSlot({
       slot: 1,
