@@ -27,7 +27,7 @@ Options:
   --connections <n>   client connections                              (4)
   --window <n>        tasks in flight per connection at saturation     (256)
   --duration-ms <n>   length of each latency and one-at-a-time run     (2000; --quick: 1000)
-  --phases <list>     some of saturation,least-loaded,latency,serial,recovery,http (all)
+  --phases <list>     some of saturation,least-loaded,latency,serial,recovery,reload,http (all)
   --workers <n>       workers of the cluster the bench starts          (3)
   --host <addr>       use a running cluster instead of starting one   (127.0.0.1)
   --port <n>          its port

@@ -30,6 +30,7 @@ function metrics(): void {
     payloadJson: undefined,
     chars: 1,
     timeoutMs: 1_000,
+    retries: 0,
     owner: { label: '#1', settle: () => undefined },
     acceptedAt: 0,
     ...NO_ATTEMPTS,

@@ -26,7 +26,7 @@ export interface BenchPlan {
   phases: ReadonlySet<Phase>;
 }
 
-export const PHASES = ['saturation', 'least-loaded', 'latency', 'serial', 'recovery', 'http'] as const;
+export const PHASES = ['saturation', 'least-loaded', 'latency', 'serial', 'recovery', 'reload', 'http'] as const;
 export type Phase = (typeof PHASES)[number];
 
 /** Fractions of the measured saturation rate at which latency is measured. */
@@ -40,6 +40,11 @@ const RECOVERY_CONNECTIONS = 2;
 const SERIAL_WARMUP_MS = 1_000;
 /** The warm-up's share of a saturation run: enough for the JIT, not enough to matter. */
 const WARMUP_SHARE = 0.2;
+
+/** The paced load a rolling reload runs under, without a saturation figure to take 10% of. */
+const RELOAD_RATE_PER_S = 2_000;
+/** A reload run lasts at least this (a reload of three workers takes about a second), reload at a quarter. */
+const RELOAD_RUN_MS = 4_000;
 
 /** POST /api/tasks in flight at once at HTTP saturation, each on its own kept-alive socket. */
 const HTTP_IN_FLIGHT = 64;
@@ -207,6 +212,25 @@ export async function runBench(
       }
     }
 
+    // A rolling reload under a paced load (10% of saturation), in turns with the same load without
+    // one: what a reload costs the tasks that flow through it.
+    const reloadRuns: { ms: number; p99: number; max: number; baselineP99: number; baselineMax: number }[] = [];
+    if (target.primaryPid !== undefined && plan.phases.has('reload')) {
+      const rate = saturationRate > 0 ? Math.max(1, Math.round(saturationRate * 0.1)) : RELOAD_RATE_PER_S;
+      const runMs = Math.max(plan.durationMs, RELOAD_RUN_MS);
+      for (let run = 1; run <= plan.runs; run += 1) {
+        progress(`rolling reload at ${rate} tasks/s, run ${run}/${plan.runs}`, run - 1, plan.runs);
+        const baseline = await bounded('the reload baseline', paced(connections, rate, runMs));
+        noteFailures(baseline);
+        const reload = new Promise<number>((resolve, reject) => {
+          setTimeout(() => control.reload().then((report) => resolve(report.ms), reject), runMs / 4);
+        });
+        const during = await bounded('a reload under load', paced(connections, rate, runMs));
+        noteFailures(during);
+        reloadRuns.push({ ms: await reload, p99: during.p99, max: during.max, baselineP99: baseline.p99, baselineMax: baseline.max });
+      }
+    }
+
     // The HTTP door: POST /api/tasks at saturation, and the TCP saturation with a console open
     // (subscribed to /api/events, reading all of it) in turns with one without.
     const httpRuns: number[] = [];
@@ -292,6 +316,11 @@ export async function runBench(
         unit: 'tasks',
         value: spread(recoveryRuns.map((result) => result.held)),
       },
+      { key: 'reload.ms', label: 'rolling reload of every worker', unit: 'ms', value: spread(reloadRuns.map((result) => result.ms)) },
+      { key: 'reload.p99', label: 'p99 of a paced load through a reload', unit: 'ms', value: spread(reloadRuns.map((result) => result.p99)) },
+      { key: 'reload.max', label: 'slowest task through a reload', unit: 'ms', value: spread(reloadRuns.map((result) => result.max)) },
+      { key: 'reload.baselineP99', label: 'p99 of the same load, no reload', unit: 'ms', value: spread(reloadRuns.map((result) => result.baselineP99)) },
+      { key: 'reload.baselineMax', label: 'slowest task, no reload', unit: 'ms', value: spread(reloadRuns.map((result) => result.baselineMax)) },
       {
         key: 'http.saturation',
         label: `HTTP POST /api/tasks, ${HTTP_IN_FLIGHT} in flight`,

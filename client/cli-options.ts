@@ -33,6 +33,7 @@ export const SubmitCommandSchema = z.strictObject({
   kind: KindSchema.default('text'),
   json: flagOption.default(false),
   timeoutMs: intOption(1, 3_600_000).optional(),
+  retries: intOption(0, 100).optional(),
 });
 export type SubmitCommandOptions = z.infer<typeof SubmitCommandSchema>;
 

@@ -44,6 +44,11 @@ export interface SubmitOptions {
   /** Its time limit, within the server's --min/--max-task-timeout-ms. */
   timeoutMs?: number;
   /**
+   * Runs it again after HANDLER_FAILED or TIMEOUT, up to this many times (at most the server's
+   * --max-retries), after a growing delay; the reply's `attempts` says how many runs it took.
+   */
+  retries?: number;
+  /**
    * Stops waiting for the reply: the promise rejects with the signal's reason. A task already sent
    * still runs and is stored (find it with results({ taskId })); one still waiting its turn is not
    * sent at all.
@@ -117,7 +122,11 @@ export class RondaClient extends EventEmitter {
         fail: (error) => finish(() => reject(error)),
         start: () => {
           this.inFlight += 1;
-          const sent = { ...(options.id === undefined ? {} : { id: options.id }), ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }) };
+          const sent = {
+            ...(options.id === undefined ? {} : { id: options.id }),
+            ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+            ...(options.retries === undefined ? {} : { retries: options.retries }),
+          };
           this.connection.submit(kind, payload, sent).then(
             (reply) => {
               this.release();

@@ -37,6 +37,8 @@ export interface TaskOptions {
   /** The task's id; one is made up when absent. Must not be in flight already. */
   id?: string;
   timeoutMs?: number;
+  /** Runs again after HANDLER_FAILED or TIMEOUT, up to this many times (the server's --max-retries at most). */
+  retries?: number;
 }
 
 export type TaskReply = DoneReply | FailedReply;
@@ -207,7 +209,8 @@ export class RondaConnection extends EventEmitter {
         return;
       }
       const timeout = options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs };
-      const line = JSON.stringify({ type: 'submit', id, kind, payload, ...timeout });
+      const retries = options.retries === undefined ? {} : { retries: options.retries };
+      const line = JSON.stringify({ type: 'submit', id, kind, payload, ...timeout, ...retries });
       // Refused here: the server answers a line over its limit by closing the connection, which
       // would lose every other task in flight on it. A UTF-16 unit is at most 3 UTF-8 bytes, so a
       // short line (every line of a benchmark) is not measured at all.

@@ -29,6 +29,7 @@ Options:
                     ronda submit --kind fib 30 31    ronda submit --kind sleep 500
                     other kinds take JSON: ronda submit --kind sleep '{"ms":500}'
   --timeout-ms <n>  time limit per task
+  --retries <n>     run a task again after it fails (HANDLER_FAILED, TIMEOUT), n times at most
   --json            print the server's reply objects, one per line
 ${CONNECTION_HELP}`;
 
@@ -101,14 +102,18 @@ class SubmitRun {
   constructor(
     private readonly connection: RondaConnection,
     private readonly output: Output,
-    private readonly options: { kind: string; json: boolean; timeoutMs?: number | undefined },
+    private readonly options: { kind: string; json: boolean; timeoutMs?: number | undefined; retries?: number | undefined },
   ) {}
 
   start(task: TaskLine): Promise<Answer> {
     this.started += 1;
     const payload = taskPayload(this.options.kind, task.text);
-    const { timeoutMs } = this.options;
-    const submitOptions = { id: String(task.number), ...(timeoutMs === undefined ? {} : { timeoutMs }) };
+    const { timeoutMs, retries } = this.options;
+    const submitOptions = {
+      id: String(task.number),
+      ...(timeoutMs === undefined ? {} : { timeoutMs }),
+      ...(retries === undefined ? {} : { retries }),
+    };
     return this.connection.submit(this.options.kind, payload, submitOptions).then(
       (reply): Answer => ({ task, reply }),
       (error: unknown): Answer => {

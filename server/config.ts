@@ -35,6 +35,8 @@ export const SERVER_DEFAULTS = {
   maxInflightPerWorker: 256,
   maxQueue: 10_000,
   maxAttempts: 3,
+  maxRetries: 5,
+  retryBaseMs: 100,
   idleTimeoutMs: 300_000,
   shutdownTimeoutMs: 10_000,
   workerReadyTimeoutMs: 10_000,
@@ -84,6 +86,10 @@ export const ServerConfigSchema = z
     maxQueue: intOption(1, 1_000_000).default(SERVER_DEFAULTS.maxQueue),
     /** How many worker deaths a task may cause before it is failed with WORKER_LOST. */
     maxAttempts: intOption(1, 100).default(SERVER_DEFAULTS.maxAttempts),
+    /** The most `retries` a submit may ask for. */
+    maxRetries: intOption(0, 100).default(SERVER_DEFAULTS.maxRetries),
+    /** The delay before a task's first retry; doubled for each next one, with jitter. */
+    retryBaseMs: intOption(1, 600_000).default(SERVER_DEFAULTS.retryBaseMs),
     /** Rows each worker file keeps (the newest); all when absent. */
     retainRows: intOption(1, 1_000_000_000).optional(),
     /** Days a row is kept; forever when absent. */
@@ -140,6 +146,8 @@ const OPTION_HELP: readonly [flag: string, what: string][] = [
   ['--max-inflight-per-worker <n>', 'tasks one worker holds at once'],
   ['--max-queue <n>', 'queued tasks before reading pauses'],
   ['--max-attempts <n>', 'worker deaths a task may cause'],
+  ['--max-retries <n>', 'most retries a submit may ask'],
+  ['--retry-base-ms <n>', 'delay before a first retry'],
   ['--retain-rows <n>', 'rows each worker file keeps; all'],
   ['--retain-days <n>', 'days a row is kept; forever'],
   ['--max-tasks-per-worker <n>', 'recycle a worker after n tasks'],

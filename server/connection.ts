@@ -17,7 +17,7 @@ import type { ResultsFilter } from '../shared/results-db';
 import { sameSecret } from './auth-guard';
 import { PlainReplies } from './plain-replies';
 import { ReplyWriter } from './reply-writer';
-import { kindRefusal, newTask, SHUTTING_DOWN, timeoutProblem, type Door } from './submission';
+import { kindRefusal, newTask, retriesProblem, SHUTTING_DOWN, timeoutProblem, type Door } from './submission';
 import type { Outcome, Task, TaskOwner } from './task';
 import type { ReloadReport } from './dispatcher';
 
@@ -506,7 +506,8 @@ export class Connection implements TaskOwner {
       return;
     }
     const timeoutMs = message.timeoutMs ?? this.context.defaultTimeoutMs;
-    const problem = timeoutProblem(timeoutMs, this.context);
+    const retries = message.retries ?? 0;
+    const problem = timeoutProblem(timeoutMs, this.context) ?? retriesProblem(retries, this.context);
     if (problem !== undefined) {
       this.send({ type: 'error', code: ErrorCode.BAD_MESSAGE, message: problem, ...(id === undefined ? {} : { id }) });
       return;
@@ -516,7 +517,7 @@ export class Connection implements TaskOwner {
       this.send({ type: 'failed', id: id ?? this.context.nextTaskId(), kind, error: refused });
       return;
     }
-    const task = this.accept(id, kind, message.payload, timeoutMs, chars);
+    const task = this.accept(id, kind, message.payload, timeoutMs, chars, retries);
     if (id !== undefined) this.inflightIds.set(id, task.taskId);
     this.context.submit(task);
   }
@@ -526,10 +527,10 @@ export class Connection implements TaskOwner {
     return kindRefusal(kind, this.context.kinds(), this.context.accepting());
   }
 
-  private accept(clientId: string | undefined, kind: string, payload: unknown, timeoutMs: number, chars: number): Task {
+  private accept(clientId: string | undefined, kind: string, payload: unknown, timeoutMs: number, chars: number, retries = 0): Task {
     this.pending += 1;
     this.pendingChars += chars;
-    return newTask({ taskId: this.context.nextTaskId(), clientId, kind, payload, timeoutMs, chars, owner: this });
+    return newTask({ taskId: this.context.nextTaskId(), clientId, kind, payload, timeoutMs, retries, chars, owner: this });
   }
 
   // ---- idleness --------------------------------------------------------------------------------
@@ -642,14 +643,17 @@ function doneLine(id: string, task: Task, outcome: Extract<Outcome, { status: 'd
   const result = outcome.json ? outcome.result : JSON.stringify(outcome.result);
   return (
     `{"type":"done","id":${JSON.stringify(id)},"taskId":${JSON.stringify(task.taskId)},` +
-    `"kind":"${task.kind}","worker":${outcome.worker},"result":${result},"ms":${ms}}\n`
+    `"kind":"${task.kind}","worker":${outcome.worker},"result":${result},"ms":${ms}` +
+    (task.retries > 0 ? `,"attempts":${task.attempt}}\n` : '}\n')
   );
 }
 
 function failedReply(id: string, task: Task, error: ErrorData, worker: number | undefined, ms: number): Reply {
-  return worker === undefined
+  const reply: Reply = worker === undefined
     ? { type: 'failed', id, taskId: task.taskId, kind: task.kind, error, ms }
     : { type: 'failed', id, taskId: task.taskId, kind: task.kind, worker, error, ms };
+  if (task.retries > 0) reply.attempts = task.attempt;
+  return reply;
 }
 
 /** A plain-text client's answer: a string result as it is, anything else as its JSON. */

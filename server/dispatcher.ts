@@ -8,6 +8,7 @@ import type { DispatchMode } from './config';
 import { RoundRobin } from './round-robin';
 import { Standby } from './standby';
 import type { Outcome, Task } from './task';
+import { retryDelayMs } from './slot-policy';
 import { WorkerSlot, type SlotCounts, type SlotEvents } from './worker-slot';
 
 /** How often running tasks are checked against their time limits. */
@@ -23,6 +24,8 @@ export const STALL_GRACE_MS = 1_000;
 export const MAX_QUEUED_CHARS = 64 * 1024 * 1024;
 /** How often each worker's resident memory is read, with --max-worker-rss-mb. */
 export const RSS_CHECK_MS = 1_000;
+/** How long a graceful replacement waits for the standby worker to be loaded before it forks one. */
+export const STANDBY_WAIT_MS = 3_000;
 /** After a replacement for recycling failed to start, how long that slot's worker serves on first. */
 export const RECYCLE_RETRY_MS = 10_000;
 
@@ -41,6 +44,8 @@ export interface DispatcherOptions {
   maxInflightPerWorker: number;
   maxQueue: number;
   maxAttempts: number;
+  /** The delay before a task's first retry (see retryDelayMs). */
+  retryBaseMs: number;
   /** How long a started worker has to say `ready` before it is killed (see WorkerSlot). */
   readyTimeoutMs: number;
   /** A worker that has finished this many tasks is replaced gracefully; never when absent. */
@@ -103,7 +108,13 @@ export class Dispatcher implements SlotEvents {
   private reloadRunning: Promise<ReloadReport> | undefined;
   private reloadNext: Promise<ReloadReport> | undefined;
   private lastRssCheckAt = 0;
+  /** A fresh worker was over --max-worker-rss-mb before it ran anything: the limit is not checked. */
+  private rssLimitUnreachable = false;
   private stopped = false;
+  /** Tasks waiting out the delay before their next attempt, with its timer: they hold no worker. */
+  private readonly waitingRetries = new Map<Task, NodeJS.Timeout>();
+  /** The cluster is shutting down: a task to retry runs again at once (see hurryRetries). */
+  private hurrying = false;
 
   constructor(private readonly options: DispatcherOptions) {
     this.standby = new Standby(options.script, options.standbyArgs ?? [], options.logger, options.env);
@@ -154,6 +165,11 @@ export class Dispatcher implements SlotEvents {
     return this.queue.length;
   }
 
+  /** Tasks waiting out the delay before their next attempt. */
+  get retrying(): number {
+    return this.waitingRetries.size;
+  }
+
   /** Whether the queue is full: clients are not read from until it has room again. */
   get saturated(): boolean {
     return this.isSaturated;
@@ -161,7 +177,7 @@ export class Dispatcher implements SlotEvents {
 
   /** Tasks accepted and not yet settled. */
   get outstanding(): number {
-    let held = this.queue.length;
+    let held = this.queue.length + this.waitingRetries.size;
     for (const slot of this.current) held += slot.heldCount;
     for (const slot of this.retiring) held += slot.heldCount;
     return held;
@@ -207,7 +223,9 @@ export class Dispatcher implements SlotEvents {
    * gone): each accepted task gets its one reply, also at a shutdown that cut it short.
    */
   abandon(error: ErrorData): void {
-    const tasks = [...this.queue, ...this.everySlot().flatMap((slot) => slot.abandon())];
+    for (const timer of this.waitingRetries.values()) clearTimeout(timer);
+    const tasks = [...this.queue, ...this.waitingRetries.keys(), ...this.everySlot().flatMap((slot) => slot.abandon())];
+    this.waitingRetries.clear();
     this.queue = [];
     this.queuedChars = 0;
     if (tasks.length === 0) return;
@@ -267,10 +285,14 @@ export class Dispatcher implements SlotEvents {
    * only once it is ready does it take the old one's place in the ring (see WorkerSlot.retire).
    * Replacements run one at a time. Rejects if the new worker cannot start; the old one then serves on.
    */
-  private handOver(index: number, why: 'reload' | 'recycle', reason?: string): Promise<void> {
+  private handOver(index: number, why: 'reload' | 'recycle', reason?: string, expected?: WorkerSlot): Promise<void> {
     const run = async (): Promise<void> => {
       if (this.stopped) throw new Error('the cluster is shutting down');
       const old = this.current[index] as WorkerSlot;
+      // A recycle asked for a worker that a reload has replaced meanwhile: nothing to do.
+      if (expected !== undefined && old !== expected) return;
+      await this.standby.loaded(STANDBY_WAIT_MS);
+      if (this.stopped) throw new Error('the cluster is shutting down');
       const fresh = this.makeSlot(old.slot, old.counts);
       this.incoming.add(fresh);
       try {
@@ -306,7 +328,7 @@ export class Dispatcher implements SlotEvents {
     if (index === -1) return;
     this.recycling.add(slot.slot);
     this.options.logger.info(slot.slot, `recycling worker pid ${slot.pid}: ${reason}`);
-    this.handOver(index, 'recycle', reason).then(
+    this.handOver(index, 'recycle', reason, slot).then(
       () => this.recycling.delete(slot.slot),
       (error: unknown) => {
         this.recycling.delete(slot.slot);
@@ -320,14 +342,25 @@ export class Dispatcher implements SlotEvents {
   /** Reads each worker's resident memory (with --max-worker-rss-mb), recycling those past it. */
   private checkMemory(now: number): void {
     const limit = this.options.maxWorkerRssBytes;
-    if (limit === undefined || now - this.lastRssCheckAt < RSS_CHECK_MS) return;
+    if (limit === undefined || this.rssLimitUnreachable || now - this.lastRssCheckAt < RSS_CHECK_MS) return;
     this.lastRssCheckAt = now;
+    const mb = (bytes: number): string => (bytes / 1024 / 1024).toFixed(0);
     for (const slot of this.current) {
       const pid = slot.pid;
       if (slot.state !== 'ready' || pid === null || this.recycling.has(slot.slot)) continue;
       const rss = memoryBytesOf(pid)?.rss;
       if (rss === undefined || rss <= limit) continue;
-      const mb = (bytes: number): string => (bytes / 1024 / 1024).toFixed(0);
+      if (slot.finishedByCurrentWorker === 0) {
+        // Over the limit before it ran anything: every new worker would be too, and recycling
+        // would only fork workers without end. Said once; memory is no longer checked.
+        this.rssLimitUnreachable = true;
+        this.options.logger.warn(
+          slot.slot,
+          `worker pid ${pid} uses ${mb(rss)} MB before running any task, over --max-worker-rss-mb ${mb(limit)}: ` +
+            'no worker is recycled for its memory; raise the limit',
+        );
+        return;
+      }
       this.recycle(slot, `its resident memory is ${mb(rss)} MB (--max-worker-rss-mb ${mb(limit)})`);
     }
   }
@@ -374,6 +407,51 @@ export class Dispatcher implements SlotEvents {
     this.recycle(slot, why);
   }
 
+  /**
+   * An attempt failed and the task may run again: it waits (holding no worker) for a delay that
+   * grows with each retry, then goes first in the queue to the next worker in round-robin order.
+   * A task cancelled meanwhile is not run again: it is stored as cancelled.
+   */
+  retry(slot: WorkerSlot, task: Task, error: ErrorData): void {
+    if (task.failWith?.code === ErrorCode.CANCELLED) {
+      this.requeue(task);
+      return;
+    }
+    // A TIMEOUT decided when its worker was killed is this attempt's outcome, not the next one's.
+    task.failWith = undefined;
+    task.attempt += 1;
+    const delay = this.hurrying ? 0 : retryDelayMs(task.attempt - 1, this.options.retryBaseMs);
+    this.options.logger.task(slot.slot, () =>
+      `retrying ${task.owner.label}/${task.clientId ?? task.taskId} (${task.kind}) in ${delay} ms: attempt ${task.attempt - 1} failed ${error.code}`,
+    );
+    const timer = setTimeout(() => {
+      this.waitingRetries.delete(task);
+      this.requeue(task);
+    }, delay);
+    this.waitingRetries.set(task, timer);
+  }
+
+  /**
+   * The cluster is shutting down: tasks waiting for a retry run again now, and so does any later
+   * retry, without the delay, so that each is answered with a real outcome within the drain.
+   */
+  hurryRetries(): void {
+    this.hurrying = true;
+    const waiting = [...this.waitingRetries];
+    this.waitingRetries.clear();
+    for (const [task, timer] of waiting) {
+      clearTimeout(timer);
+      this.requeue(task);
+    }
+  }
+
+  /** Puts a task first in the queue (it is older than those there) and hands out what can be. */
+  private requeue(task: Task): void {
+    this.queue.unshift(task);
+    this.queuedChars += task.chars;
+    this.drain();
+  }
+
   /** Where the task with this id is, if it is accepted and not settled (a scan of the queue). */
   placeOf(taskId: string): TaskPlace | undefined {
     for (const slot of this.everySlot()) {
@@ -382,6 +460,7 @@ export class Dispatcher implements SlotEvents {
       if (place === 'waiting') return { state: 'queued' };
     }
     if (this.queue.some((task) => task.taskId === taskId)) return { state: 'queued' };
+    for (const task of this.waitingRetries.keys()) if (task.taskId === taskId) return { state: 'queued' };
     return undefined;
   }
 
@@ -391,6 +470,7 @@ export class Dispatcher implements SlotEvents {
       const task = slot.find(taskId);
       if (task !== undefined) return task;
     }
+    for (const task of this.waitingRetries.keys()) if (task.taskId === taskId) return task;
     return this.queue.find((task) => task.taskId === taskId);
   }
 
@@ -403,6 +483,12 @@ export class Dispatcher implements SlotEvents {
   cancel(task: Task, error: ErrorData): 'queued' | 'running' {
     for (const slot of this.everySlot()) if (slot.find(task.taskId) === task) return slot.cancel(task, error);
     task.failWith = error;
+    const retryTimer = this.waitingRetries.get(task);
+    if (retryTimer !== undefined) {
+      clearTimeout(retryTimer);
+      this.waitingRetries.delete(task);
+      task.attempt -= 1; // the attempt it waited for never runs: its row counts the runs it had
+    }
     const at = this.queue.indexOf(task);
     if (at !== -1) {
       this.queue.splice(at, 1);

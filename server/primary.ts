@@ -97,6 +97,7 @@ export class Primary {
       maxInflightPerWorker: config.maxInflightPerWorker,
       maxQueue: config.maxQueue,
       maxAttempts: config.maxAttempts,
+      retryBaseMs: config.retryBaseMs,
       readyTimeoutMs: config.workerReadyTimeoutMs,
       ...(config.maxTasksPerWorker === undefined ? {} : { maxTasksPerWorker: config.maxTasksPerWorker }),
       ...(config.maxWorkerRssMb === undefined ? {} : { maxWorkerRssBytes: config.maxWorkerRssMb * 1024 * 1024 }),
@@ -121,6 +122,7 @@ export class Primary {
       defaultTimeoutMs: config.taskTimeoutMs,
       minTimeoutMs: config.minTaskTimeoutMs,
       maxTimeoutMs: config.maxTaskTimeoutMs,
+      maxRetries: config.maxRetries,
       workers: config.workers,
       kinds: () => this.dispatcher.kinds,
       schemas: () => this.dispatcher.schemas,
@@ -160,6 +162,7 @@ export class Primary {
       type: 'stats',
       workers: this.dispatcher.stats(),
       queued: this.dispatcher.queued,
+      retrying: this.dispatcher.retrying,
       connections: this.connections.size,
       accepted: this.dispatcher.accepted,
       uptimeMs: Math.round(performance.now() - this.startedAt),
@@ -385,6 +388,7 @@ export class Primary {
     // Resolves once the listener is closed and the last connection is gone.
     const serverClosed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const socket of this.early ?? []) socket.destroy();
+    this.dispatcher.hurryRetries();
     const outstanding = this.dispatcher.outstanding;
     if (outstanding > 0) {
       this.logger.info('primary', `shutting down: waiting for ${outstanding} task(s)`);

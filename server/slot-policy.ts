@@ -53,6 +53,19 @@ export function blamesTasks(death: Death): boolean {
   return death.wasReady && !death.killedForTimeLimit && !death.toldWhy;
 }
 
+/** The longest a retry waits, however many came before it. */
+export const MAX_RETRY_DELAY_MS = 60_000;
+
+/**
+ * How long the `retry`-th retry of a task (from 1) waits: `base` doubled for each retry before it,
+ * at most MAX_RETRY_DELAY_MS, of which a random half ("equal jitter"): tasks that failed together
+ * (a database down for a moment) do not all come back at the same instant.
+ */
+export function retryDelayMs(retry: number, base: number, random: () => number = Math.random): number {
+  const ceiling = Math.min(base * 2 ** Math.max(0, retry - 1), MAX_RETRY_DELAY_MS);
+  return Math.round(ceiling / 2 + random() * (ceiling / 2));
+}
+
 /** What becomes of one task the dead worker held. */
 export type Reclaim =
   /** Store TIMEOUT: this task's time limit is why the worker was killed. */

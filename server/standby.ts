@@ -23,6 +23,8 @@ export class Standby {
   private closed = false;
   /** No standby before start(): it would compete with the first workers for the CPU. */
   private started = false;
+  /** Waiting for a standby to be loaded (see loaded). */
+  private waiters: (() => void)[] = [];
   constructor(
     private readonly script: string,
     private readonly standbyArgs: readonly string[],
@@ -53,9 +55,32 @@ export class Standby {
     return spawnWorker(this.script, args, this.env);
   }
 
+  /**
+   * Resolves once a standby is loaded, or after `timeoutMs` (none may come: forks failing). A
+   * graceful replacement waits for it, so that it activates a loaded process rather than booting
+   * one while the standby that replaced the last worker boots too: a boot takes a few hundred ms
+   * of CPU, and two at once on a 2-core machine slow every task the workers run meanwhile.
+   */
+  loaded(timeoutMs: number): Promise<void> {
+    if (this.standby !== undefined || this.closed || !this.started) return Promise.resolve();
+    this.scheduleRefill();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      const waiters = this.waiters;
+      function done(): void {
+        clearTimeout(timer);
+        const at = waiters.indexOf(done);
+        if (at !== -1) waiters.splice(at, 1);
+        resolve();
+      }
+      waiters.push(done);
+    });
+  }
+
   /** Stops the standby and forks no more; safe to call twice. */
   close(): void {
     this.closed = true;
+    for (const wake of [...this.waiters]) wake();
     if (this.refillTimer !== undefined) clearTimeout(this.refillTimer);
     this.refillTimer = undefined;
     this.standby?.kill('SIGKILL');
@@ -87,6 +112,7 @@ export class Standby {
         this.loading = undefined;
         this.standby = child;
         this.logger.info('primary', `standby worker pid ${child.pid} loaded, waiting to replace a worker`);
+        for (const wake of [...this.waiters]) wake();
       });
       child.once('exit', (code, signal) => {
         if (this.loading === child) this.loading = undefined;

@@ -15,6 +15,8 @@ const PAYLOAD_AS_TEXT_CHARS = 16 * 1024;
 export interface TimeLimits {
   minTimeoutMs: number;
   maxTimeoutMs: number;
+  /** The most `retries` a submit may ask for (--max-retries). */
+  maxRetries: number;
 }
 
 /** What every door of the primary (a TCP connection, the HTTP API) needs from the rest of it. */
@@ -45,6 +47,12 @@ export function timeoutProblem(timeoutMs: number, { minTimeoutMs, maxTimeoutMs }
   return undefined;
 }
 
+/** Why `retries` is not a number of retries a client may ask for, if it is not (a BAD_MESSAGE). */
+export function retriesProblem(retries: number, { maxRetries }: TimeLimits): string | undefined {
+  if (Number.isInteger(retries) && retries >= 0 && retries <= maxRetries) return undefined;
+  return `retries must be a whole number from 0 to ${maxRetries} (the server's --max-retries)`;
+}
+
 /** Why a task of this kind cannot be accepted now, if it cannot. */
 export function kindRefusal(kind: string, kinds: ReadonlySet<string>, accepting: boolean): ErrorData | undefined {
   if (!accepting) return SHUTTING_DOWN;
@@ -60,12 +68,13 @@ export interface NewTask {
   kind: string;
   payload: unknown;
   timeoutMs: number;
+  retries: number;
   /** Length of the request it came in: what it costs to hold, for the byte budgets. */
   chars: number;
   owner: TaskOwner;
 }
 
-export function newTask({ taskId, clientId, kind, payload, timeoutMs, chars, owner }: NewTask): Task {
+export function newTask({ taskId, clientId, kind, payload, timeoutMs, retries, chars, owner }: NewTask): Task {
   // 1 MiB of `[{},{},...]` is 25 MB of objects: held as its text, it is 1 MiB.
   const asText = chars >= PAYLOAD_AS_TEXT_CHARS && typeof payload === 'object' && payload !== null;
   return {
@@ -76,6 +85,7 @@ export function newTask({ taskId, clientId, kind, payload, timeoutMs, chars, own
     payload: asText ? undefined : payload,
     payloadJson: asText ? JSON.stringify(payload) : undefined,
     timeoutMs,
+    retries,
     owner,
     acceptedAt: performance.now(),
     ...NO_ATTEMPTS,

@@ -37,6 +37,8 @@ export interface TaskRequest {
   /** Length of the line it came in: what it costs to hold, for the byte budgets. */
   readonly chars: number;
   readonly timeoutMs: number;
+  /** Runs after the first that a HANDLER_FAILED or TIMEOUT may have (the submit's `retries`). */
+  readonly retries: number;
   readonly owner: TaskOwner;
   /** performance.now() when accepted. */
   readonly acceptedAt: number;
@@ -61,6 +63,8 @@ export interface Task extends TaskRequest {
   failWith: ErrorData | undefined;
   /** How many times it ran but its outcome could not be stored (see the `unstored` outcome). */
   storeFailures: number;
+  /** Which run this is, from 1: each retry adds one (see Dispatcher.retry). */
+  attempt: number;
 }
 
 /**
@@ -73,6 +77,7 @@ export const NO_ATTEMPTS: Readonly<Omit<Task, keyof TaskRequest>> = Object.freez
   redelivered: false,
   failWith: undefined,
   storeFailures: 0,
+  attempt: 1,
 });
 
 /** Makes task ids unique across restarts: a per-boot random prefix and a counter. */
@@ -90,5 +95,7 @@ export function toSpec(task: Task): TaskSpec {
   if (task.clientId !== undefined) spec.clientId = task.clientId;
   if (task.redelivered) spec.redelivered = true;
   if (task.failWith !== undefined) spec.failWith = task.failWith;
+  if (task.attempt <= task.retries) spec.retry = true;
+  if (task.attempt > 1) spec.attempt = task.attempt;
   return spec;
 }

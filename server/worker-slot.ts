@@ -82,6 +82,8 @@ export interface SlotEvents {
   changed(slot: WorkerSlot): void;
   /** The worker has finished `maxTasksPerWorker` tasks: it should be replaced (see retire). */
   worn(slot: WorkerSlot, why: string): void;
+  /** This attempt of a task failed, unstored, and the task has retries left (see TaskSpec.retry). */
+  retry(slot: WorkerSlot, task: Task, error: ErrorData): void;
 }
 
 /**
@@ -283,6 +285,11 @@ export class WorkerSlot {
     this.suspects.push(...suspects);
     this.pump();
     this.options.events.changed(this);
+  }
+
+  /** Tasks the current worker has finished. */
+  get finishedByCurrentWorker(): number {
+    return this.finishedByWorker;
   }
 
   /** Whether a successor serves in this slot's place (see retire). */
@@ -716,6 +723,11 @@ export class WorkerSlot {
             task.redelivered = false;
             rerun.push(task);
           }
+          break;
+        case 'retry':
+          // Nothing was stored: it runs again later, on whichever worker is next.
+          task.redelivered = false;
+          this.options.events.retry(this, task, outcome.error);
           break;
         default: {
           const unreachable: never = outcome;

@@ -67,6 +67,11 @@ export const SubmitSchema = z.strictObject({
   payload: PayloadSchema,
   /** Checked against the server's own bounds where it arrives, which then names them. */
   timeoutMs: z.number().optional(),
+  /**
+   * Runs again after a HANDLER_FAILED or TIMEOUT, up to this many times (at most the server's
+   * --max-retries), after a growing delay; the reply then carries `attempts`.
+   */
+  retries: z.number().optional(),
 });
 
 export const ResultsQuerySchema = z.strictObject({
@@ -119,6 +124,8 @@ export const ResultRowSchema = z.strictObject({
   status: z.enum(['done', 'failed']),
   worker: z.number().int(),
   timestamp: z.string(),
+  /** How many times the task ran (1 unless it was retried). */
+  attempts: z.number().int().optional(),
 });
 export type ResultRow = z.infer<typeof ResultRowSchema>;
 
@@ -164,6 +171,8 @@ export const ServerMessageSchema = z.discriminatedUnion('type', [
     worker: z.number().int(),
     result: z.unknown(),
     ms: z.number(),
+    /** Runs it took, when the submit asked for retries. */
+    attempts: z.number().int().optional(),
   }),
   z.strictObject({
     type: z.literal('failed'),
@@ -173,6 +182,7 @@ export const ServerMessageSchema = z.discriminatedUnion('type', [
     worker: z.number().int().optional(),
     error: ErrorDataSchema,
     ms: z.number().optional(),
+    attempts: z.number().int().optional(),
   }),
   z.strictObject({
     type: z.literal('error'),
@@ -195,6 +205,8 @@ export const ServerMessageSchema = z.discriminatedUnion('type', [
     id: z.string().optional(),
     workers: z.array(WorkerStatsSchema),
     queued: z.number().int(),
+    /** Tasks waiting out the delay before a retry (they hold no worker). */
+    retrying: z.number().int().optional(),
     connections: z.number().int(),
     accepted: z.number().int(),
     uptimeMs: z.number(),
@@ -222,6 +234,13 @@ export const TaskSpecSchema = z.strictObject({
   redelivered: z.literal(true).optional(),
   /** Store this failure instead of running the task (unless a result is stored already). */
   failWith: ErrorDataSchema.optional(),
+  /**
+   * The task will be run again if this attempt fails HANDLER_FAILED or TIMEOUT: such a failure is
+   * reported as `retry`, not stored (the row holds only the final outcome).
+   */
+  retry: z.literal(true).optional(),
+  /** Which run of the task this is, from 1 (absent: 1); stored as the row's `attempts`. */
+  attempt: z.number().int().min(1).optional(),
 });
 export type TaskSpec = z.infer<typeof TaskSpecSchema>;
 
@@ -245,12 +264,14 @@ export type ToWorker = z.infer<typeof ToWorkerSchema>;
  * travels as the very text stored in its row (`json`: whether that text is JSON, or a string
  * stored as it is), so the reply is made from what was stored and can never differ from it.
  * `unstored`: the outcome could not be committed (the file is read-only, full, gone); nothing of
- * the task is in the file, so it may run again anywhere.
+ * the task is in the file, so it may run again anywhere. `retry`: this attempt failed and the task
+ * is to run again (see TaskSpec.retry); nothing of it was stored.
  */
 export const TaskOutcomeSchema = z.discriminatedUnion('status', [
   z.strictObject({ taskId: TaskIdSchema, status: z.literal('done'), result: z.string(), json: z.boolean() }),
   z.strictObject({ taskId: TaskIdSchema, status: z.literal('failed'), error: ErrorDataSchema }),
   z.strictObject({ taskId: TaskIdSchema, status: z.literal('unstored'), error: ErrorDataSchema }),
+  z.strictObject({ taskId: TaskIdSchema, status: z.literal('retry'), error: ErrorDataSchema }),
 ]);
 export type TaskOutcome = z.infer<typeof TaskOutcomeSchema>;
 

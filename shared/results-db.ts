@@ -11,7 +11,7 @@ import type { ResultRow } from './protocol';
 import { all, close, exec, get, openDatabase, runCounting, type Database } from './sqlite';
 import { messageOf } from './errors';
 
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 /** Migrations by the version they lead to; run in order inside one transaction each. */
 export const MIGRATIONS: Readonly<Record<number, string>> = {
@@ -32,6 +32,8 @@ export const MIGRATIONS: Readonly<Record<number, string>> = {
   // Each index costs every insert; see docs/performance.md. Built once, before the worker is ready.
   2: `CREATE INDEX IF NOT EXISTS results_by_kind ON results (kind);
       CREATE INDEX IF NOT EXISTS results_failed ON results (id) WHERE status = 'failed';`,
+  // How many times the task ran: a retried task's row holds only its final outcome.
+  3: `ALTER TABLE results ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;`,
 };
 
 /** Columns written for each result, in INSERT order. */
@@ -43,6 +45,7 @@ export const RESULT_COLUMNS = [
   'result',
   'result_json',
   'status',
+  'attempts',
   'worker',
   'timestamp',
 ] as const;
@@ -163,6 +166,7 @@ export interface StoredRow {
   status: 'done' | 'failed';
   worker: number;
   timestamp: string;
+  attempts: number;
 }
 
 export function toStoredOutcome(row: Pick<StoredRow, 'result' | 'result_json' | 'status'>): StoredOutcome {
@@ -306,6 +310,7 @@ class ResultsFile {
       status: row.status,
       worker: row.worker,
       timestamp: row.timestamp,
+      attempts: row.attempts,
     }));
   }
 

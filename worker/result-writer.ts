@@ -25,6 +25,8 @@ export interface ResultRecord {
   task: EncodedValue;
   result: EncodedValue;
   status: 'done' | 'failed';
+  /** How many times the task ran. */
+  attempts: number;
   /** What the primary is told once the row is committed; made from `result`, so they agree. */
   outcome: TaskOutcome;
 }
@@ -204,6 +206,7 @@ function rowsJson(chunk: readonly ResultRecord[]): string {
       record.result.text,
       record.result.json,
       record.status,
+      record.attempts,
     ]),
   );
 }

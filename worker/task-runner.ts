@@ -312,6 +312,11 @@ export class TaskRunner {
   }
 
   private fail(spec: TaskSpec, error: ErrorData): void {
+    if (spec.retry === true && (error.code === ErrorCode.HANDLER_FAILED || error.code === ErrorCode.TIMEOUT)) {
+      // It runs again (on another worker, after a while): only its final outcome is stored.
+      this.report([{ taskId: spec.taskId, status: 'retry', error }]);
+      return;
+    }
     const stored = encodeValue(error) as EncodedValue;
     this.store(spec, 'failed', stored, { taskId: spec.taskId, status: 'failed', error });
   }
@@ -325,6 +330,7 @@ export class TaskRunner {
       task: spec.payloadJson !== undefined ? { text: spec.payloadJson, json: 1 } : (encodeValue(spec.payload) ?? { text: 'null', json: 1 }),
       result,
       status,
+      attempts: spec.attempt ?? 1,
       outcome,
     });
   }

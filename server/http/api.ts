@@ -15,7 +15,7 @@ import type { Page, PageCursor, PageQuery } from '../../shared/results-db';
 import { sameSecret } from '../auth-guard';
 import type { ReloadReport, TaskPlace } from '../dispatcher';
 import type { SeriesPoint } from '../metrics';
-import { kindRefusal, newTask, timeoutProblem, type Door } from '../submission';
+import { kindRefusal, newTask, retriesProblem, timeoutProblem, type Door } from '../submission';
 import type { Outcome, Task, TaskOwner } from '../task';
 import type { EventHub, EventName } from './events';
 import {
@@ -282,7 +282,8 @@ export class HttpApi {
     const { wait } = parse(WaitQuerySchema, request.query ?? {}, 'the query');
     const body = parse(TaskBodySchema, request.body, 'the body');
     const timeoutMs = body.timeoutMs ?? cluster.defaultTimeoutMs;
-    const problem = timeoutProblem(timeoutMs, cluster);
+    const retries = body.retries ?? 0;
+    const problem = timeoutProblem(timeoutMs, cluster) ?? retriesProblem(retries, cluster);
     if (problem !== undefined) throw badRequest(problem);
     const refused = kindRefusal(body.kind, cluster.kinds(), cluster.accepting());
     if (refused !== undefined) throw new HttpFailure(refused, { kind: body.kind });
@@ -301,7 +302,7 @@ export class HttpApi {
     const owner = new HttpTaskOwner(`http#${this.requests}`, wait === 'true', () => (this.detached -= 1));
     if (wait === 'false') this.detached += 1;
     const chars = Number(request.headers['content-length'] ?? 0) || JSON.stringify(body.payload ?? null).length;
-    const task = newTask({ taskId: cluster.nextTaskId(), clientId: body.id, kind: body.kind, payload: body.payload, timeoutMs, chars, owner });
+    const task = newTask({ taskId: cluster.nextTaskId(), clientId: body.id, kind: body.kind, payload: body.payload, timeoutMs, retries, chars, owner });
     cluster.submit(task);
     if (owner.outcome === undefined) {
       return reply.code(202).header('location', `/api/tasks/${task.taskId}`).send({ taskId: task.taskId, state: 'accepted' });
@@ -309,12 +310,13 @@ export class HttpApi {
     const outcome = await owner.outcome;
     const ms = Math.round((performance.now() - task.acceptedAt) * 100) / 100;
     const id = body.id === undefined ? '' : `"id":${JSON.stringify(body.id)},`;
+    const attempts = retries > 0 ? `,"attempts":${task.attempt}` : '';
     if (outcome.status === 'done') {
       // The stored text, spliced as it is, as the TCP reply does: the answer is what was stored.
       const result = outcome.json ? outcome.result : JSON.stringify(outcome.result);
       return reply
         .type('application/json; charset=utf-8')
-        .send(`{"type":"done",${id}"taskId":${JSON.stringify(task.taskId)},"kind":${JSON.stringify(task.kind)},"worker":${outcome.worker},"result":${result},"ms":${ms}}`);
+        .send(`{"type":"done",${id}"taskId":${JSON.stringify(task.taskId)},"kind":${JSON.stringify(task.kind)},"worker":${outcome.worker},"result":${result},"ms":${ms}${attempts}}`);
     }
     throw new HttpFailure(outcome.error, {
       type: 'failed',
@@ -323,6 +325,7 @@ export class HttpApi {
       kind: task.kind,
       ...(outcome.worker === undefined ? {} : { worker: outcome.worker }),
       ms,
+      ...(retries > 0 ? { attempts: task.attempt } : {}),
     });
   }
 

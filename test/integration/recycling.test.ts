@@ -71,4 +71,23 @@ describe('recycling: a worker past its limits replaced gracefully', function () 
     expect(await rowCount(cluster.dataDir, 2)).to.deep.equal({ rows: total, unique: total });
     expect(cluster.output).to.match(/recycling worker pid \d+: it has finished \d+ tasks \(--max-tasks-per-worker 100\)/);
   });
+
+  it('a limit below what a fresh worker uses is said once and then not checked: no forking without end', async function () {
+    this.timeout(30_000);
+    const cluster = await startCluster({ args: ['--quiet', '--workers', '2', '--max-worker-rss-mb', '32'] });
+    const client = await rawClient(cluster.port);
+    client.send({ type: 'hello', protocol: 2 });
+    const first = (await client.stats()).workers.map((worker) => worker.pid);
+    await cluster.waitFor(/uses \d+ MB before running any task, over --max-worker-rss-mb 32: no worker is recycled for its memory; raise the limit/, 5_000);
+    // Tasks flow for 2.5 s, past two more checks of each worker's memory.
+    for (let round = 0; round < 25; round += 1) {
+      client.send({ type: 'submit', id: `r${round}`, payload: 'still serves' });
+      expect(await client.reply(`r${round}`)).to.include({ type: 'done' });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const stats = await client.stats();
+    expect(stats.workers.map((worker) => worker.pid)).to.deep.equal(first);
+    expect(stats.workers.map((worker) => worker.recycles)).to.deep.equal([0, 0]);
+    expect(cluster.output.match(/raise the limit/g)).to.have.length(1);
+  });
 });

@@ -10,6 +10,7 @@ const task = (kind: string, taskId = 't'): Task => ({
   payloadJson: undefined,
   chars: 1,
   timeoutMs: 1_000,
+  retries: 0,
   owner: { label: '#1', settle: () => undefined },
   acceptedAt: 0,
   ...NO_ATTEMPTS,

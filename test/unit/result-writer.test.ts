@@ -38,6 +38,7 @@ describe('worker ResultWriter (rows as one JSON parameter, a real SQLite file)',
       kind: 'text',
       task: encodeValue(payload) as EncodedValue,
       result: encoded,
+      attempts: 1,
       status: 'done',
       outcome: { taskId, status: 'done', result: encoded.text, json: encoded.json === 1 },
     };

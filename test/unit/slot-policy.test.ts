@@ -1,10 +1,12 @@
 import { expect } from 'chai';
 import {
   blamesTasks,
+  MAX_RETRY_DELAY_MS,
   MIN_UPTIME_MS,
   reclaim,
   respawnDelayMs,
   RESPAWN_BACKOFF_MAX_MS,
+  retryDelayMs,
   youngDeathsAfter,
   type Death,
 } from '../../server/slot-policy';
@@ -18,6 +20,23 @@ const death = (overrides: Partial<Death>): Death => ({
 });
 
 describe('slot policy (server/slot-policy.ts)', function () {
+  it('waits half to all of the base doubled per retry before a retry, up to a minute', function () {
+    const low = () => 0;
+    const high = () => 1;
+    expect([1, 2, 3, 4].map((retry) => [retryDelayMs(retry, 100, low), retryDelayMs(retry, 100, high)])).to.deep.equal([
+      [50, 100],
+      [100, 200],
+      [200, 400],
+      [400, 800],
+    ]);
+    expect(retryDelayMs(30, 100, high)).to.equal(MAX_RETRY_DELAY_MS);
+    expect(retryDelayMs(30, 100, low)).to.equal(MAX_RETRY_DELAY_MS / 2);
+    // Jittered: a thousand draws are not all the same.
+    const draws = new Set(Array.from({ length: 1_000 }, () => retryDelayMs(3, 100)));
+    expect(draws.size).to.be.above(50);
+    for (const draw of draws) expect(draw).to.be.within(200, 400);
+  });
+
   it('counts young deaths in a row; a long life resets the count', function () {
     const table: [number, Partial<Death>, number][] = [
       [0, { uptimeMs: 10 }, 1],

@@ -58,6 +58,7 @@ describe('WorkerSlot (a fake child process)', function () {
       returned: (_slot, tasks) => returned.push(...tasks),
       changed: () => undefined,
       worn: () => undefined,
+      retry: () => undefined,
     };
     return new WorkerSlot({
       slot: 1,
@@ -101,6 +102,7 @@ describe('WorkerSlot (a fake child process)', function () {
     payloadJson: undefined,
     chars: 10,
     timeoutMs,
+    retries: 0,
     owner: { label: '#1', settle: () => undefined },
     acceptedAt: 0,
     ...NO_ATTEMPTS,
