@@ -14,6 +14,7 @@ interface WorkerStats {
   failed: number;
   inflight: number;
   restarts: number;
+  recycles?: number;
   uptimeMs: number;
   readyAt?: number;
   lastDeathAt?: number;
@@ -134,6 +135,7 @@ function renderWorkers(workers: readonly WorkerStats[]): void {
         ...field('failed', 'failed', worker.failed.toLocaleString()),
         ...field('inflight', 'in flight', String(worker.inflight)),
         ...field('restarts', 'restarts', String(worker.restarts)),
+        ...field('recycles', 'recycles', String(worker.recycles ?? 0)),
         ...field('lastDeath', 'last death', worker.lastDeathAt === undefined ? 'never' : new Date(worker.lastDeathAt).toLocaleTimeString()),
       ),
       ...(worker.problem === undefined ? [] : [element('p', { className: 'problem' }, worker.problem)]),
@@ -216,7 +218,7 @@ function fillKinds(kinds: readonly string[]): void {
   const update = (): void => {
     payload.placeholder = PLACEHOLDERS[submitKind.value] ?? 'JSON payload';
   };
-  submitKind.addEventListener('change', update);
+  submitKind.onchange = update;
   update();
 }
 
@@ -235,19 +237,26 @@ async function submitTask(event: SubmitEvent): Promise<void> {
   const kind = $<HTMLSelectElement>('submit-kind').value;
   const text = $<HTMLTextAreaElement>('submit-payload').value;
   const timeout = $<HTMLInputElement>('submit-timeout').value;
+  const retries = $<HTMLInputElement>('submit-retries').value;
   const output = $('submit-output');
   output.className = 'outcome';
   output.textContent = 'running…';
   delete output.dataset.status;
   try {
-    const done = await api<{ taskId: string; worker: number; result: unknown; ms: number }>('/api/tasks', {
+    const done = await api<{ taskId: string; worker: number; result: unknown; ms: number; attempts?: number }>('/api/tasks', {
       method: 'POST',
-      body: { kind, payload: payloadOf(kind, text), ...(timeout === '' ? {} : { timeoutMs: Number(timeout) }) },
+      body: {
+        kind,
+        payload: payloadOf(kind, text),
+        ...(timeout === '' ? {} : { timeoutMs: Number(timeout) }),
+        ...(retries === '' ? {} : { retries: Number(retries) }),
+      },
     });
     output.className = 'outcome done';
     output.dataset.status = 'done';
     output.dataset.worker = String(done.worker);
-    output.textContent = `done by worker ${done.worker} in ${done.ms} ms (task ${done.taskId}):\n${typeof done.result === 'string' ? done.result : JSON.stringify(done.result, null, 2)}`;
+    const tries = done.attempts === undefined || done.attempts === 1 ? '' : ` after ${done.attempts} attempts`;
+    output.textContent = `done by worker ${done.worker} in ${done.ms} ms${tries} (task ${done.taskId}):\n${typeof done.result === 'string' ? done.result : JSON.stringify(done.result, null, 2)}`;
     void loadResults(true);
   } catch (error) {
     output.className = 'outcome failed';
@@ -337,6 +346,30 @@ async function openTask(taskId: string): Promise<void> {
   if (!dialog.open) dialog.showModal();
 }
 
+// ---- reload ----------------------------------------------------------------------------------
+
+/** A rolling reload (POST /api/reload); the cards show the new pids as each worker is replaced. */
+async function reloadWorkers(): Promise<void> {
+  const button = $<HTMLButtonElement>('reload-button');
+  const output = $('reload-output');
+  button.disabled = true;
+  output.className = 'note';
+  output.textContent = 'reloading…';
+  delete output.dataset.status;
+  try {
+    const report = await api<{ workers: { slot: number; pid: number | null }[]; ms: number }>('/api/reload', { method: 'POST', body: {} });
+    output.dataset.status = 'done';
+    output.textContent = `reloaded in ${report.ms} ms`;
+    fillKinds((await api<{ kinds: string[] }>('/api/kinds')).kinds);
+  } catch (error) {
+    output.className = 'note failed';
+    output.dataset.status = 'failed';
+    output.textContent = error instanceof ApiError ? `${error.code}: ${error.message}` : String(error);
+  } finally {
+    button.disabled = false;
+  }
+}
+
 // ---- start -----------------------------------------------------------------------------------
 
 async function start(): Promise<void> {
@@ -346,6 +379,7 @@ async function start(): Promise<void> {
     void loadResults(true);
   });
   $('results-older').addEventListener('click', () => void loadResults(false));
+  $('reload-button').addEventListener('click', () => void reloadWorkers());
 
   const [kinds, stats, history] = await Promise.all([
     api<{ kinds: string[] }>('/api/kinds'),

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import type { Page } from 'playwright-core';
-import { startCluster, stopClusters, until, type Cluster } from '../helpers/cluster';
+import path from 'node:path';
+import { ROOT, startCluster, stopClusters, testDir, until, type Cluster } from '../helpers/cluster';
 import { launchBrowser, type Browser } from '../helpers/browser';
 import { request } from '../helpers/http';
 
@@ -79,6 +80,32 @@ describe('the console page, in a real browser (headless chromium)', function () 
     await page.click('#submit-form button[type=submit]');
     await page.waitForSelector('#submit-output[data-status="failed"]');
     expect(await page.textContent('#submit-output')).to.equal('BAD_PAYLOAD: payload.ms must be a number, not a string');
+  });
+
+  it('reloads the workers from its button, the cards showing every new pid, and runs a task with retries', async function () {
+    const dir = await testDir();
+    const cluster = await httpCluster(['--handlers', path.join(ROOT, 'test', 'fixtures', 'ops-kinds.js')]);
+    const page = await open(cluster);
+    await page.waitForSelector('#live.on');
+    const before = await cardPids(page);
+    await page.click('#reload-button');
+    await page.waitForSelector('#reload-output[data-status="done"]', { timeout: 20_000 });
+    expect(await page.textContent('#reload-output')).to.match(/^reloaded in \d+ ms$/);
+    const stats = (await request(cluster.httpPort, '/api/stats')).json as { workers: { slot: number; pid: number }[] };
+    await page.waitForFunction(
+      (pids) => Array.from(document.querySelectorAll('.card')).every((card) => card.querySelector('[data-field="pid"]')?.textContent === pids[(card as HTMLElement).dataset.slot ?? '']),
+      Object.fromEntries(stats.workers.map((worker) => [String(worker.slot), String(worker.pid)])),
+      { timeout: 5_000 },
+    );
+    for (const slot of ['1', '2', '3']) expect((await cardPids(page))[slot]).not.to.equal(before[slot]);
+    expect(await page.textContent('.card[data-slot="1"] [data-field="restarts"]')).to.equal('0');
+
+    await page.selectOption('#submit-kind', 'flaky');
+    await page.fill('#submit-payload', JSON.stringify({ dir, key: 'page', failures: 1 }));
+    await page.fill('#submit-retries', '2');
+    await page.click('#submit-form button[type=submit]');
+    await page.waitForSelector('#submit-output[data-status="done"]');
+    expect(await page.textContent('#submit-output')).to.match(/after 2 attempts/);
   });
 
   it('searches the results, pages back through them, and opens a task with its result', async function () {
