@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Histogram } from './histogram';
+import { pacedBy, type LatencyResult } from './load';
 import { messageOf } from '../shared/errors';
 
 const CHAIN_SCRIPT = path.join(__dirname, 'floor-chain.js');
@@ -114,11 +115,54 @@ async function serialFloor(port: number, durationMs: number): Promise<FloorResul
 }
 
 /**
+ * An open-loop load on the bare chain: `ratePerS` tasks a second for `durationMs` on one
+ * connection, each matched to its reply by id; paced by the same code as Ronda's paced runs.
+ */
+async function pacedFloor(port: number, ratePerS: number, durationMs: number): Promise<LatencyResult> {
+  const socket = net.connect(port, '127.0.0.1');
+  socket.setEncoding('utf8');
+  socket.setNoDelay(true);
+  await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+  const waiting = new Map<string, (reply: 'done' | Error) => void>();
+  let buffered = '';
+  socket.on('data', (text: string) => {
+    buffered += text;
+    for (let end = buffered.indexOf('\n'); end >= 0; end = buffered.indexOf('\n')) {
+      const { id } = JSON.parse(buffered.slice(0, end)) as { id: string };
+      buffered = buffered.slice(end + 1);
+      waiting.get(id)?.('done');
+      waiting.delete(id);
+    }
+  });
+  socket.on('error', () => undefined); // 'close' follows
+  socket.once('close', () => {
+    for (const settle of waiting.values()) settle(new Error('the bare chain closed the connection'));
+    waiting.clear();
+  });
+  try {
+    return await pacedBy(
+      () =>
+        new Promise<'done' | Error>((resolve) => {
+          const id = `floor-${(sent += 1)}`;
+          waiting.set(id, resolve);
+          socket.write(`${JSON.stringify({ id, payload: `paced ${sent}` })}\n`);
+        }),
+      ratePerS,
+      durationMs,
+    );
+  } finally {
+    socket.destroy();
+  }
+}
+
+/**
  * The bare chain as the bench uses it, beside Ronda's one-at-a-time runs: its results, or why it
  * has none. A chain that fails is stopped and left out; the bench goes on without it.
  */
 export class Floor {
   readonly runs: FloorResult[] = [];
+  /** Paced runs (see paced), kept apart from the one-at-a-time runs. */
+  readonly pacedRuns: LatencyResult[] = [];
   error: string | undefined;
 
   private constructor(private chain: FloorChain | undefined) {}
@@ -145,6 +189,17 @@ export class Floor {
     }
   }
 
+  /** One open-loop run at `ratePerS` (see pacedFloor). */
+  async paced(ratePerS: number, durationMs: number): Promise<void> {
+    if (this.chain === undefined) return;
+    try {
+      this.pacedRuns.push(await pacedFloor(this.chain.port, ratePerS, durationMs));
+    } catch (error) {
+      this.fail(error);
+      await this.stop();
+    }
+  }
+
   async stop(): Promise<void> {
     const chain = this.chain;
     this.chain = undefined;
@@ -154,5 +209,6 @@ export class Floor {
   private fail(error: unknown): void {
     this.error = messageOf(error);
     this.runs.length = 0;
+    this.pacedRuns.length = 0;
   }
 }

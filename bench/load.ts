@@ -32,8 +32,9 @@ export class Failures {
   count = 0;
   first: string | undefined;
 
-  note(reply: TaskReply | Error): void {
-    if (!(reply instanceof Error) && reply.type === 'done') return;
+  /** `done`: a chain whose replies say nothing more (the bare chain's). */
+  note(reply: TaskReply | Error | 'done'): void {
+    if (reply === 'done' || (!(reply instanceof Error) && reply.type === 'done')) return;
     this.count += 1;
     this.first ??= reply instanceof Error ? reply.message : `${reply.error.code}: ${reply.error.message}`;
   }
@@ -107,8 +108,20 @@ export interface LatencyResult {
  * Open loop: sends `ratePerS` tasks a second for `durationMs`, round-robin over the connections,
  * whatever the replies do, and records each task's time from send to reply.
  */
-export async function paced(
-  connections: readonly RondaConnection[],
+export function paced(connections: readonly RondaConnection[], ratePerS: number, durationMs: number): Promise<LatencyResult> {
+  return pacedBy(
+    (n) => (connections[n % connections.length] as RondaConnection).submit('text', `paced ${n}`),
+    ratePerS,
+    durationMs,
+  );
+}
+
+/**
+ * The open-loop pacer itself, for any chain: `send(n)` sends task n and resolves with its reply
+ * (or an Error: a failure). The bare chain (floor.ts) is paced by the same code as Ronda.
+ */
+export async function pacedBy(
+  send: (n: number) => Promise<TaskReply | Error | 'done'>,
   ratePerS: number,
   durationMs: number,
 ): Promise<LatencyResult> {
@@ -122,10 +135,9 @@ export async function paced(
   const startedAt = performance.now();
 
   const sendOne = (): void => {
-    const connection = connections[sent % connections.length] as RondaConnection;
     const sentAt = performance.now();
     replies.push(
-      connection.submit('text', `paced ${sent}`).then(
+      send(sent).then(
         (reply) => {
           answered += 1;
           histogram.record(performance.now() - sentAt);

@@ -24,7 +24,8 @@ export function spread(values: readonly number[]): Spread | undefined {
 export interface Figure {
   key: string;
   label: string;
-  unit: 'tasks/s' | 'ms' | 'MB' | 'tasks' | '%';
+  /** `x`: a ratio of two figures. */
+  unit: 'tasks/s' | 'ms' | 'MB' | 'tasks' | '%' | 'x';
   value: Spread | undefined;
   /** `min`: the median must reach it; `max`: the median must stay below it. */
   target?: { bound: 'min' | 'max'; value: number };
@@ -41,6 +42,7 @@ function format(value: number, unit: Figure['unit']): string {
   if (unit === 'ms') return value < 10 ? value.toFixed(2) : value < 100 ? value.toFixed(1) : Math.round(value).toLocaleString('en-US');
   if (unit === 'MB') return value.toFixed(1);
   if (unit === '%') return value.toFixed(1);
+  if (unit === 'x') return value.toFixed(2);
   return Math.round(value).toLocaleString('en-US');
 }
 

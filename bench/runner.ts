@@ -26,7 +26,7 @@ export interface BenchPlan {
   phases: ReadonlySet<Phase>;
 }
 
-export const PHASES = ['saturation', 'least-loaded', 'latency', 'serial', 'recovery', 'reload', 'http'] as const;
+export const PHASES = ['saturation', 'least-loaded', 'latency', 'tail', 'serial', 'recovery', 'reload', 'http'] as const;
 export type Phase = (typeof PHASES)[number];
 
 /** Fractions of the measured saturation rate at which latency is measured. */
@@ -178,6 +178,30 @@ export async function runBench(
       });
     }
 
+    // The tail against the bare chain's: the same open-loop load at 10% of saturation on one
+    // connection, through Ronda and through the bare chain, in turns.
+    const tailRuns: Awaited<ReturnType<typeof paced>>[] = [];
+    let tailFloor: Floor | undefined;
+    if (plan.phases.has('tail') && target.primaryPid !== undefined) {
+      const rate = saturationRate > 0 ? Math.max(1, Math.round(saturationRate * 0.1)) : RELOAD_RATE_PER_S;
+      tailFloor = await Floor.start((await control.stats()).workers.length);
+      try {
+        await bounded('the warm-up', paced([control], rate, SERIAL_WARMUP_MS));
+        await tailFloor.paced(rate, SERIAL_WARMUP_MS);
+        tailFloor.pacedRuns.length = 0;
+        for (let run = 1; run <= plan.runs; run += 1) {
+          progress(`the tail at ${rate} tasks/s, Ronda and the bare chain, run ${run}/${plan.runs}`, run - 1, plan.runs);
+          const result = await metered('tail', () => paced([control], rate, plan.durationMs));
+          noteFailures(result);
+          tailRuns.push(result);
+          await tailFloor.paced(rate, plan.durationMs);
+        }
+      } finally {
+        await tailFloor.stop();
+      }
+    }
+    const tailFloorRuns = tailFloor?.pacedRuns ?? [];
+
     const serialRuns: Awaited<ReturnType<typeof serial>>[] = [];
     let floor: Floor | undefined;
     if (plan.phases.has('serial')) {
@@ -276,6 +300,17 @@ export async function runBench(
         value: spread(leastLoaded),
       },
       ...latencyFigures,
+      { key: 'tail.p99', label: 'p99 at 10% load, one connection', unit: 'ms', value: spread(tailRuns.map((result) => result.p99)) },
+      { key: 'tail.floorP99', label: 'p99 at 10% load, bare chain', unit: 'ms', value: spread(tailFloorRuns.map((result) => result.p99)) },
+      {
+        key: 'tail.ratio',
+        label: 'p99 Ronda / bare chain (each pair)',
+        unit: 'x',
+        value: spread(ratios(tailRuns.map((result) => result.p99), tailFloorRuns.map((result) => result.p99))),
+        target: { bound: 'max', value: 1.2 },
+      },
+      { key: 'tail.p50', label: 'p50 at 10% load, one connection', unit: 'ms', value: spread(tailRuns.map((result) => result.p50)) },
+      { key: 'tail.floorP50', label: 'p50 at 10% load, bare chain', unit: 'ms', value: spread(tailFloorRuns.map((result) => result.p50)) },
       {
         key: 'serial',
         label: 'one at a time (seed-style)',
@@ -291,6 +326,13 @@ export async function runBench(
         value: spread(floorRuns.map((result) => result.tasksPerS)),
       },
       { key: 'serial.floorP50', label: 'bare chain, p50', unit: 'ms', value: spread(floorRuns.map((result) => result.p50)) },
+      {
+        key: 'serial.ratio',
+        label: 'one at a time, Ronda / bare chain (each pair)',
+        unit: 'x',
+        value: spread(ratios(serialRuns.map((result) => result.tasksPerS), floorRuns.map((result) => result.tasksPerS))),
+        target: { bound: 'min', value: 0.9 },
+      },
       {
         key: 'recovery.ready',
         label: 'kill -9 -> replacement ready',
@@ -449,6 +491,14 @@ function cpuPerTask(runs: readonly PhaseCost[], tasks: readonly number[]): Recor
       Math.round((spread(perRun.map((values) => values[name] ?? 0))?.median ?? 0) * 10) / 10,
     ]),
   );
+}
+
+/** Each pair's ratio, to two decimals; pairs the bare chain has no run for are left out. */
+function ratios(ronda: readonly number[], floor: readonly number[]): number[] {
+  return ronda.flatMap((value, index) => {
+    const base = floor[index];
+    return base === undefined || base === 0 ? [] : [Math.round((value / base) * 100) / 100];
+  });
 }
 
 /** `promise`, or an error once RUN_LIMIT_MS have passed without it settling. */

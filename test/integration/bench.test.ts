@@ -43,6 +43,12 @@ describe('npm run bench (tiny runs: it works, not how fast)', function () {
       'serial',
       'serial.floor',
       'recovery.ready',
+      'tail.p99',
+      'tail.floorP99',
+      'tail.ratio',
+      'serial.ratio',
+      'reload.ms',
+      'reload.p99',
       'memory.primaryRss',
     ]);
     for (const [key, figure] of Object.entries(report.figures)) {
@@ -52,6 +58,10 @@ describe('npm run bench (tiny runs: it works, not how fast)', function () {
     expect(report.figures.saturation?.median).to.be.above(0);
     expect(report.figures['saturation.leastLoaded']?.median).to.be.above(0);
     expect(report.figures['serial.floor']?.median).to.be.above(0);
+    expect(report.figures['tail.floorP99']?.median).to.be.above(0);
+    expect(report.figures['tail.ratio']?.median).to.be.above(0);
+    expect(report.figures['serial.ratio']?.median).to.be.above(0);
+    expect(report.figures['reload.ms']?.median).to.be.above(0);
 
     await until(() => processesMentioning(tmp).length === 0, 5_000, 'the bench cluster and bare chain to exit');
     expect(await readdir(tmp)).to.deep.equal([]);
