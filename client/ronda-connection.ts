@@ -6,6 +6,7 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { describeIssues, ErrorCode, RondaError, type ErrorData } from '../shared/errors';
+import { fastTaskReply } from '../shared/fast-checks';
 import { LineSplitter } from '../shared/framing';
 import {
   MAX_LINE_BYTES,
@@ -325,9 +326,15 @@ export class RondaConnection extends EventEmitter {
       }
       let message: ServerMessage;
       try {
-        const parsed = ServerMessageSchema.safeParse(JSON.parse(line.text));
-        if (!parsed.success) throw new Error(parsed.error.message);
-        message = parsed.data;
+        const raw: unknown = JSON.parse(line.text);
+        // A task's reply, nearly every line, is told by a few property reads (see fast-checks).
+        const reply = fastTaskReply(raw);
+        if (reply !== undefined) message = reply;
+        else {
+          const parsed = ServerMessageSchema.safeParse(raw);
+          if (!parsed.success) throw new Error(parsed.error.message);
+          message = parsed.data;
+        }
       } catch (error) {
         this.fail(new RondaError(ErrorCode.BAD_MESSAGE, `unexpected reply from the server: ${(error as Error).message}`));
         return;

@@ -17,6 +17,7 @@ import type { ResultsFilter } from '../shared/results-db';
 import { sameSecret } from './auth-guard';
 import { PlainReplies } from './plain-replies';
 import { ReplyWriter } from './reply-writer';
+import { fastSubmit } from '../shared/fast-checks';
 import { kindRefusal, newTask, retriesProblem, SHUTTING_DOWN, timeoutProblem, type Door } from './submission';
 import type { Outcome, Task, TaskOwner } from './task';
 import type { ReloadReport } from './dispatcher';
@@ -329,6 +330,12 @@ export class Connection implements TaskOwner {
     } catch (error) {
       next.invalid = { code: ErrorCode.BAD_JSON, message: `not valid JSON: ${(error as Error).message}` };
       return undefined;
+    }
+    // Most lines are submits that SubmitSchema accepts: a few property reads tell (see fast-checks).
+    const submit = fastSubmit(raw);
+    if (submit !== undefined) {
+      next.message = submit;
+      return submit;
     }
     const id = idOf(raw, this.protocol);
     if (hasMoreFields(raw, MAX_REQUEST_FIELDS)) {

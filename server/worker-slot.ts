@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { describeIssues, ErrorCode, type ErrorData, messageOf } from '../shared/errors';
+import { fastOutcome, fastOutcomes } from '../shared/fast-checks';
 import { LineSplitter } from '../shared/framing';
 import type { Logger } from '../shared/logger';
 import {
@@ -126,6 +127,8 @@ export class WorkerSlot {
   private blockedBy: Task | undefined;
   private outbox: Task[] = [];
   private flushScheduled = false;
+  /** flush(), bound once: not a closure per batch. */
+  private readonly flushNow = (): void => this.flush();
   /** Tasks to hand the next worker first, together. */
   private redeliveries: Task[] = [];
   /** Tasks that were held by a worker that died on its own; handed over one at a time. */
@@ -365,8 +368,11 @@ export class WorkerSlot {
     this.outbox.push(task);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      // One IPC message for all the tasks handed over in this turn of the event loop.
-      setImmediate(() => this.flush());
+      // One IPC message for all the tasks handed over in this turn of the event loop. A worker
+      // that held nothing gets them as soon as the code that handed them over is done (the
+      // client's lines of this read, say): it waits for no other client's I/O first.
+      if (this.inflight.size === 1) process.nextTick(this.flushNow);
+      else setImmediate(this.flushNow);
     }
   }
 
@@ -604,6 +610,12 @@ export class WorkerSlot {
   private receive(child: WorkerProcess, raw: unknown): void {
     if (child !== this.child || this.corrupt) return;
     this.heard();
+    // Nearly every message is a batch of outcomes, which a few property reads tell (see fast-checks).
+    const outcomes = fastOutcomes(raw);
+    if (outcomes !== undefined) {
+      this.onOutcomes(outcomes.outcomes);
+      return;
+    }
     const parsed = FromWorkerSchema.safeParse(raw);
     if (!parsed.success) {
       this.onCorrupt(child, `it sent a message that is not one (${describeIssues(parsed.error.issues)})`);
@@ -686,12 +698,15 @@ export class WorkerSlot {
     for (const raw of raws) {
       // One by one: a malformed outcome costs the rest of the batch nothing. Its worker is
       // replaced below, and its task redelivered (answered from its row if it was stored).
-      const parsed = TaskOutcomeSchema.safeParse(raw);
-      if (!parsed.success) {
-        malformed ??= describeIssues(parsed.error.issues);
-        continue;
+      let outcome = fastOutcome(raw);
+      if (outcome === undefined) {
+        const parsed = TaskOutcomeSchema.safeParse(raw);
+        if (!parsed.success) {
+          malformed ??= describeIssues(parsed.error.issues);
+          continue;
+        }
+        outcome = parsed.data;
       }
-      const outcome = parsed.data;
       const task = this.inflight.get(outcome.taskId);
       if (task === undefined) continue;
       this.release(task);

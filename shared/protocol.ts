@@ -37,7 +37,8 @@ export const PayloadSchema = z.unknown().refine((value) => value !== undefined, 
   `must not nest deeper than ${MAX_PAYLOAD_DEPTH} levels`,
 );
 
-function depthWithin(value: unknown, limit: number): boolean {
+/** A JSON value no deeper than `limit` levels of arrays and objects. */
+export function depthWithin(value: unknown, limit: number): boolean {
   if (typeof value !== 'object' || value === null) return true;
   if (limit === 0) return false;
   for (const child of Object.values(value)) {

@@ -74,6 +74,8 @@ export class ResultWriter {
   private readonly pruneEvery: number;
   private lastPruneAt = 0;
   private pruneTimer: NodeJS.Timeout | undefined;
+  /** Starts the commit that add() scheduled, if it has not started yet (see commitNow). */
+  private startNow: (() => void) | undefined;
 
   /**
    * @param identity the file as it was opened (see openWorkerDatabase); no check when absent.
@@ -103,7 +105,22 @@ export class ResultWriter {
   add(record: ResultRecord): void {
     this.buffer.push(record);
     if (this.running !== undefined) return;
-    this.running = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.drain());
+    this.running = new Promise<void>((resolve) => {
+      this.startNow = resolve;
+      setImmediate(resolve);
+    }).then(() => {
+      this.startNow = undefined;
+      return this.drain();
+    });
+  }
+
+  /**
+   * Starts the commit of what was added now, instead of on the next turn of the event loop: the
+   * task runner calls it once a slice has run, when every outcome of the slice is in (a lone task
+   * then waits for no turn of the loop; a burst still shares one commit per slice).
+   */
+  commitNow(): void {
+    this.startNow?.();
   }
 
   /** Resolves once every record added so far is committed (or reported lost). */

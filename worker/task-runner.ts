@@ -184,6 +184,7 @@ export class TaskRunner {
       this.queue.length = 0;
       this.queueHead = 0;
     }
+    if (ran > 0) this.writer.commitNow();
     this.reportStartedAsync();
   }
 
