@@ -282,8 +282,16 @@ export class WorkerSlot {
     return this.stopping ?? new Promise<void>((resolve) => (this.retired = resolve));
   }
 
-  /** Takes tasks a retiring slot held for its next worker: they wait here for this one's. */
+  /**
+   * Takes tasks a retiring slot held for its next worker: they wait here for this one's. A slot
+   * that is retiring itself (a second reload came before the first one's old workers were done)
+   * passes them on to its own successor, the one that serves.
+   */
   adopt(redeliveries: readonly Task[], suspects: readonly Task[]): void {
+    if (this.successor !== undefined) {
+      this.successor.adopt(redeliveries, suspects);
+      return;
+    }
     this.redeliveries.push(...redeliveries);
     this.suspects.push(...suspects);
     this.pump();

@@ -197,4 +197,34 @@ exports.kinds = { nap: { schema: z.object({ ms: z.number() }), run: ({ ms }) => 
     expect(rows.length).to.equal(5);
     expect(new Set(rows.map((row) => row.task_id)).size).to.equal(5);
   });
+
+  it('two reloads in a row, then the first old worker killed: what it held reaches the worker that serves', async function () {
+    this.timeout(60_000);
+    const dir = await testDir();
+    const module = path.join(dir, 'kinds.js');
+    await writeFile(
+      module,
+      `const { z } = require('zod');
+exports.kinds = { nap: { schema: z.object({ ms: z.number() }), run: ({ ms }) => new Promise((resolve) => setTimeout(() => resolve({ pid: process.pid }), ms)) } };
+`,
+    );
+    const cluster = await startCluster({ args: ['--quiet', '--handlers', module, '--workers', '1'] });
+    const client = await rawClient(cluster.port);
+    client.send({ type: 'hello', protocol: 2 });
+    const [first] = await workerPids(client);
+    for (let index = 0; index < 3; index += 1) client.send({ type: 'submit', id: `n${index}`, kind: 'nap', payload: { ms: 3_000 } });
+    await until(async () => (await client.stats()).workers[0]?.inflight === 3, 5_000, 'the worker to hold all 3');
+    client.send({ type: 'reload', id: 'r1' });
+    expect(await client.reply('r1', 20_000)).to.include({ type: 'reload' });
+    client.send({ type: 'reload', id: 'r2' });
+    expect(await client.reply('r2', 20_000)).to.include({ type: 'reload' });
+    const [serving] = await workerPids(client);
+    expect(isAlive(first as number), 'the first worker still finishes its naps').to.equal(true);
+    process.kill(first as number, 'SIGKILL');
+    const answers: ServerMessage[] = [];
+    for (let index = 0; index < 3; index += 1) answers.push(await client.reply(`n${index}`, 30_000));
+    expect(answers.map((answer) => answer.type === 'done' && (answer.result as { pid: number }).pid)).to.deep.equal([serving, serving, serving]);
+    const rows = await allRows(cluster.dataDir, 1);
+    expect(rows.length).to.equal(3);
+  });
 });
