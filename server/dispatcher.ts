@@ -24,6 +24,8 @@ export const STALL_GRACE_MS = 1_000;
 export const MAX_QUEUED_CHARS = 64 * 1024 * 1024;
 /** How often each worker's resident memory is read, with --max-worker-rss-mb. */
 export const RSS_CHECK_MS = 1_000;
+/** New workers a graceful replacement starts, one after the other, before it gives up. */
+export const REPLACEMENT_STARTS = 2;
 /** How long a graceful replacement waits for the standby worker to be loaded before it forks one. */
 export const STANDBY_WAIT_MS = 3_000;
 /** After a replacement for recycling failed to start, how long that slot's worker serves on first. */
@@ -224,7 +226,10 @@ export class Dispatcher implements SlotEvents {
    */
   abandon(error: ErrorData): void {
     for (const timer of this.waitingRetries.values()) clearTimeout(timer);
-    const tasks = [...this.queue, ...this.waitingRetries.keys(), ...this.everySlot().flatMap((slot) => slot.abandon())];
+    const unsent = [...this.queue, ...this.waitingRetries.keys()];
+    // A retry that never reached a worker again: its reply counts the runs it had.
+    for (const task of unsent) if (task.attempt > 1) task.attempt -= 1;
+    const tasks = [...unsent, ...this.everySlot().flatMap((slot) => slot.abandon())];
     this.waitingRetries.clear();
     this.queue = [];
     this.queuedChars = 0;
@@ -291,16 +296,25 @@ export class Dispatcher implements SlotEvents {
       const old = this.current[index] as WorkerSlot;
       // A recycle asked for a worker that a reload has replaced meanwhile: nothing to do.
       if (expected !== undefined && old !== expected) return;
-      await this.standby.loaded(STANDBY_WAIT_MS);
-      if (this.stopped) throw new Error('the cluster is shutting down');
-      const fresh = this.makeSlot(old.slot, old.counts);
-      this.incoming.add(fresh);
-      try {
-        await fresh.start(`replacing pid ${old.pid ?? '-'}: ${reason ?? why}`);
-      } catch (error) {
-        throw new Error(`worker ${old.slot}: the new worker could not start (${messageOf(error).replace(/^worker \d+: /, '')})`);
-      } finally {
-        this.incoming.delete(fresh);
+      let fresh: WorkerSlot | undefined;
+      // Twice: a new worker killed from outside while it boots should not stop a reload; a module
+      // that does not load fails both.
+      for (let attempt = 1; fresh === undefined; attempt += 1) {
+        await this.standby.loaded(STANDBY_WAIT_MS);
+        if (this.stopped) throw new Error('the cluster is shutting down');
+        const candidate = this.makeSlot(old.slot, old.counts);
+        this.incoming.add(candidate);
+        try {
+          await candidate.start(`replacing pid ${old.pid ?? '-'}: ${reason ?? why}`);
+          fresh = candidate;
+        } catch (error) {
+          if (attempt >= REPLACEMENT_STARTS || this.stopped) {
+            throw new Error(`worker ${old.slot}: the new worker could not start (${messageOf(error).replace(/^worker \d+: /, '')})`);
+          }
+          this.options.logger.warn(old.slot, `a new worker could not start (${messageOf(error).replace(/^worker \d+: /, '')}); trying once more`);
+        } finally {
+          this.incoming.delete(candidate);
+        }
       }
       if (this.stopped) {
         await fresh.stop();
@@ -493,6 +507,8 @@ export class Dispatcher implements SlotEvents {
     if (at !== -1) {
       this.queue.splice(at, 1);
       this.queuedChars -= task.chars;
+      // A retry waiting for a worker: the attempt it waited for never runs.
+      if (task.attempt > 1) task.attempt -= 1;
     }
     let target: WorkerSlot | undefined;
     for (const slot of this.current) {

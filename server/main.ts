@@ -2,6 +2,8 @@
  * The primary's entry point: `npm start -- [options]`. Reads the configuration, starts the
  * cluster, and turns Ctrl-C / SIGTERM into an orderly shutdown (a second one forces it).
  */
+// First: SIGHUP must not end the primary while the rest of its modules load (see early-signals).
+import { earlyHangups, releaseEarlyHangups } from './early-signals';
 import { existsSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -89,8 +91,14 @@ async function main(): Promise<void> {
   // SIGHUP reloads, as daemons do: a rolling replacement of every worker (see Dispatcher.reload).
   process.on('SIGHUP', () => {
     logger.info('primary', 'SIGHUP: reloading the workers');
-    void primary.reload();
+    void primary.reload().then((answer) => {
+      if ('code' in answer && answer.code !== 'RELOAD_FAILED') logger.warn('primary', `SIGHUP: no reload: ${answer.message}`);
+    });
   });
+  releaseEarlyHangups();
+  if (earlyHangups.count > 0) {
+    logger.info('primary', 'SIGHUP while starting: nothing to reload yet (the workers load the handlers module as they start)');
+  }
 
   try {
     const address = await primary.start();

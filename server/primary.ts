@@ -208,7 +208,11 @@ export class Primary {
    */
   async reload(): Promise<ReloadReport | ErrorData> {
     if (!this.accepting) return SHUTTING_DOWN;
-    if (this.early !== undefined) return { code: ErrorCode.RELOAD_FAILED, message: 'the workers are still starting; reload once the cluster serves' };
+    if (this.early !== undefined) {
+      const message = 'the workers are still starting (each loads the handlers module as it is now); reload once the cluster serves';
+      this.logger.warn('primary', `no reload: ${message}`);
+      return { code: ErrorCode.RELOAD_FAILED, message };
+    }
     try {
       return await this.dispatcher.reload();
     } catch (error) {

@@ -228,6 +228,8 @@ export class WorkerSlot {
    */
   cancel(task: Task, error: ErrorData): 'queued' | 'running' {
     task.failWith = error;
+    // Not sent yet (the worker gets it with the failure to store): a retry that never ran is not an attempt.
+    if (task.attempt > 1 && this.outbox.includes(task)) task.attempt -= 1;
     if (!this.inflight.has(task.taskId)) return 'queued';
     const child = this.child;
     if (child !== undefined && child.connected && !this.exitSeen) {
@@ -733,6 +735,8 @@ export class WorkerSlot {
           break;
         case 'failed':
           this.counts.failed += 1;
+          // The row counts fewer attempts than were sent (a retry cancelled before it started).
+          if (outcome.attempts !== undefined) task.attempt = outcome.attempts;
           settled.push([task, { status: 'failed', error: outcome.error, worker: this.slot }]);
           break;
         case 'unstored':

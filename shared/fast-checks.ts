@@ -67,6 +67,7 @@ export function fastSubmit(raw: unknown): Submit | undefined {
 
 const DONE_OUTCOME_KEYS: ReadonlySet<string> = new Set(['taskId', 'status', 'result', 'json']);
 const ERROR_OUTCOME_KEYS: ReadonlySet<string> = new Set(['taskId', 'status', 'error']);
+const FAILED_OUTCOME_KEYS: ReadonlySet<string> = new Set(['taskId', 'status', 'error', 'attempts']);
 
 /** One outcome as TaskOutcomeSchema gives it, or undefined: ask zod. */
 export function fastOutcome(raw: unknown): TaskOutcome | undefined {
@@ -77,6 +78,9 @@ export function fastOutcome(raw: unknown): TaskOutcome | undefined {
         ? (raw as TaskOutcome)
         : undefined;
     case 'failed':
+      return isErrorData(raw.error) && (raw.attempts === undefined || (isInt(raw.attempts) && raw.attempts >= 1)) && onlyKeys(raw, FAILED_OUTCOME_KEYS)
+        ? (raw as TaskOutcome)
+        : undefined;
     case 'unstored':
     case 'retry':
       return isErrorData(raw.error) && onlyKeys(raw, ERROR_OUTCOME_KEYS) ? (raw as TaskOutcome) : undefined;

@@ -270,7 +270,11 @@ export type ToWorker = z.infer<typeof ToWorkerSchema>;
  */
 export const TaskOutcomeSchema = z.discriminatedUnion('status', [
   z.strictObject({ taskId: TaskIdSchema, status: z.literal('done'), result: z.string(), json: z.boolean() }),
-  z.strictObject({ taskId: TaskIdSchema, status: z.literal('failed'), error: ErrorDataSchema }),
+  /**
+   * `attempts`: what the row says when it is not the task's attempt as sent (a retry cancelled
+   * before it started is not an attempt).
+   */
+  z.strictObject({ taskId: TaskIdSchema, status: z.literal('failed'), error: ErrorDataSchema, attempts: z.number().int().min(1).optional() }),
   z.strictObject({ taskId: TaskIdSchema, status: z.literal('unstored'), error: ErrorDataSchema }),
   z.strictObject({ taskId: TaskIdSchema, status: z.literal('retry'), error: ErrorDataSchema }),
 ]);

@@ -222,7 +222,8 @@ export class TaskRunner {
 
   private start({ spec, ordinal }: Queued): void {
     if (this.cancelled.size > 0 && this.cancelled.delete(spec.taskId)) {
-      this.fail(spec, CANCELLED_ERROR);
+      // Cancelled before it started: a retry that never ran is not an attempt.
+      this.fail(spec, CANCELLED_ERROR, false);
       return;
     }
     // Store this failure instead of running the task (cancelled while queued in the primary).
@@ -312,17 +313,23 @@ export class TaskRunner {
     this.store(spec, 'done', result, { taskId: spec.taskId, status: 'done', result: result.text, json: result.json === 1 });
   }
 
-  private fail(spec: TaskSpec, error: ErrorData): void {
+  /** @param ran whether this attempt ran (false: cancelled before it started). */
+  private fail(spec: TaskSpec, error: ErrorData, ran = true): void {
     if (spec.retry === true && (error.code === ErrorCode.HANDLER_FAILED || error.code === ErrorCode.TIMEOUT)) {
       // It runs again (on another worker, after a while): only its final outcome is stored.
       this.report([{ taskId: spec.taskId, status: 'retry', error }]);
       return;
     }
     const stored = encodeValue(error) as EncodedValue;
-    this.store(spec, 'failed', stored, { taskId: spec.taskId, status: 'failed', error });
+    const attempt = spec.attempt ?? 1;
+    if (ran || attempt === 1) {
+      this.store(spec, 'failed', stored, { taskId: spec.taskId, status: 'failed', error });
+      return;
+    }
+    this.store(spec, 'failed', stored, { taskId: spec.taskId, status: 'failed', error, attempts: attempt - 1 }, attempt - 1);
   }
 
-  private store(spec: TaskSpec, status: 'done' | 'failed', result: EncodedValue, outcome: TaskOutcome): void {
+  private store(spec: TaskSpec, status: 'done' | 'failed', result: EncodedValue, outcome: TaskOutcome, attempts = spec.attempt ?? 1): void {
     this.writer.add({
       taskId: spec.taskId,
       clientId: spec.clientId,
@@ -331,7 +338,7 @@ export class TaskRunner {
       task: spec.payloadJson !== undefined ? { text: spec.payloadJson, json: 1 } : (encodeValue(spec.payload) ?? { text: 'null', json: 1 }),
       result,
       status,
-      attempts: spec.attempt ?? 1,
+      attempts,
       outcome,
     });
   }

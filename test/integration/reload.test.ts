@@ -227,4 +227,40 @@ exports.kinds = { nap: { schema: z.object({ ms: z.number() }), run: ({ ms }) => 
     const rows = await allRows(cluster.dataDir, 1);
     expect(rows.length).to.equal(3);
   });
+
+  it('a new worker that fails to start once is tried again, so one failure does not stop a reload', async function () {
+    this.timeout(60_000);
+    const dir = await testDir();
+    const module = path.join(dir, 'kinds.js');
+    const failOnce = path.join(dir, 'fail-once');
+    await writeFile(
+      module,
+      `const fs = require('node:fs');
+if (fs.existsSync(${JSON.stringify(failOnce)})) { fs.unlinkSync(${JSON.stringify(failOnce)}); throw new Error('failing this one load'); }
+${versionModule(2)}`,
+    );
+    const cluster = await startCluster({ args: ['--quiet', '--handlers', module] });
+    await writeFile(failOnce, '');
+    const client = await rawClient(cluster.port);
+    client.send({ type: 'reload', id: 'r' });
+    expect(await client.reply('r', 30_000)).to.include({ type: 'reload' });
+    expect(cluster.output).to.match(/a new worker could not start \(.*failing this one load.*\); trying once more/);
+  });
+
+  it('SIGHUP while the workers are still starting neither ends the primary nor reloads anything', async function () {
+    this.timeout(30_000);
+    const dir = await testDir();
+    const module = path.join(dir, 'slow.js');
+    // Each worker takes 1.5 s to load this module: the primary runs, its workers are not ready.
+    await writeFile(module, `const until = Date.now() + 1500; while (Date.now() < until);\n${versionModule(1)}`);
+    const cluster = await startCluster({ args: ['--quiet', '--handlers', module], wait: false });
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    process.kill(cluster.pid, 'SIGHUP');
+    await cluster.listening();
+    const client = await rawClient(cluster.port);
+    client.send({ type: 'submit', id: 'a', kind: 'version', payload: {} });
+    expect(await client.reply('a', 10_000)).to.include({ type: 'done' });
+    expect(cluster.output).to.match(/SIGHUP: reloading the workers|SIGHUP while starting/);
+    expect(cluster.output).not.to.match(/reloaded in/);
+  });
 });

@@ -167,6 +167,29 @@ describe('retries: a failed attempt runs again, and only the final outcome is st
     expect(rows.map((row) => [row.status, row.attempts])).to.deep.equal([['failed', 1]]);
   });
 
+  it('a retry whose delay is over but that still waits for a worker, cancelled, counts only the attempts that ran', async function () {
+    this.timeout(20_000);
+    const dir = await testDir();
+    const cluster = await startCluster({ args: ['--quiet', '--handlers', KINDS, '--workers', '1', '--max-inflight-per-worker', '1', '--retry-base-ms', '400'] });
+    const client = await rawClient(cluster.port);
+    client.send({ type: 'hello', protocol: 2 });
+    client.send({ type: 'submit', id: 'q', kind: 'flaky', payload: { dir, key: 'q', failures: 1 }, retries: 2 });
+    await until(async () => (await runsOf(dir, 'q')).length === 1, 5_000, 'the first attempt to fail');
+    // The only worker is busy for 2 s: the retry's delay (200-400 ms) ends while it waits in the queue.
+    client.send({ type: 'submit', id: 'busy', kind: 'sleep', payload: { ms: 2_000 } });
+    await until(async () => {
+      const stats = await client.stats();
+      return stats.queued === 1 && stats.retrying === 0;
+    }, 5_000, 'the retry to wait in the queue');
+    client.send({ type: 'cancel', id: 'k', taskId: 'q' });
+    expect(await client.reply('k')).to.include({ type: 'cancel', state: 'queued' });
+    const reply = await client.reply('q');
+    expect(reply).to.deep.include({ type: 'failed', attempts: 1 });
+    expect(await runsOf(dir, 'q')).to.have.length(1);
+    const rows = await rowsFor(cluster.dataDir, 'q', 1);
+    expect(rows.map((row) => [row.status, row.attempts])).to.deep.equal([['failed', 1]]);
+  });
+
   it('refuses retries past --max-retries, negative or fractional, naming the field and the option; HTTP and the CLI take them', async function () {
     const dir = await testDir();
     const cluster = await startCluster({ args: ['--quiet', '--handlers', KINDS, '--max-retries', '2', '--retry-base-ms', '10', '--http-port', '0'] });

@@ -92,6 +92,7 @@ describe('fast checks (shared/fast-checks.ts) hold to the zod schemas', function
     const bases = [
       { taskId: 't1', status: 'done', result: '"x"', json: true },
       { taskId: 't1', status: 'failed', error },
+      { taskId: 't1', status: 'failed', error, attempts: 2 },
       { taskId: 't1', status: 'unstored', error },
       { taskId: 't1', status: 'retry', error },
     ];
