@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { isAlive, startCluster, stopClusters, testDir, until } from '../helpers/cluster';
+import { isAlive, startCluster, stopClusters, testDir, until, type Cluster } from '../helpers/cluster';
 import { runCli } from '../helpers/cli';
 import { readRows } from '../helpers/db';
 import { request } from '../helpers/http';
@@ -25,6 +25,28 @@ async function allRows(dataDir: string, workers: number): Promise<{ task_id: str
   const rows = [];
   for (let slot = 1; slot <= workers; slot += 1) rows.push(...(await readRows(path.join(dataDir, `worker${slot}.db`))));
   return rows;
+}
+
+/**
+ * A one-worker cluster whose worker holds `naps` tasks of `ms` each (a kind that waits and says
+ * its pid): the old worker a reload leaves holding them.
+ */
+async function clusterHoldingNaps(naps: number, ms: number): Promise<{ cluster: Cluster; client: RawClient; old: number }> {
+  const dir = await testDir();
+  const module = path.join(dir, 'kinds.js');
+  await writeFile(
+    module,
+    `const { z } = require('zod');
+exports.kinds = { nap: { schema: z.object({ ms: z.number() }), run: ({ ms }) => new Promise((resolve) => setTimeout(() => resolve({ pid: process.pid }), ms)) } };
+`,
+  );
+  const cluster = await startCluster({ args: ['--quiet', '--handlers', module, '--workers', '1'] });
+  const client = await rawClient(cluster.port);
+  client.send({ type: 'hello', protocol: 2 });
+  const [old] = await workerPids(client);
+  for (let index = 0; index < naps; index += 1) client.send({ type: 'submit', id: `n${index}`, kind: 'nap', payload: { ms } });
+  await until(async () => (await client.stats()).workers[0]?.inflight === naps, 5_000, `the worker to hold all ${naps}`);
+  return { cluster, client, old: old as number };
 }
 
 describe('reload: every worker replaced, one slot at a time, with no task lost', function () {
@@ -166,26 +188,13 @@ describe('reload: every worker replaced, one slot at a time, with no task lost',
 
   it('a worker killed while it retires hands what it held to its successor: nothing lost, nothing twice', async function () {
     this.timeout(60_000);
-    const dir = await testDir();
-    const module = path.join(dir, 'kinds.js');
-    await writeFile(
-      module,
-      `const { z } = require('zod');
-exports.kinds = { nap: { schema: z.object({ ms: z.number() }), run: ({ ms }) => new Promise((resolve) => setTimeout(() => resolve({ pid: process.pid }), ms)) } };
-`,
-    );
-    const cluster = await startCluster({ args: ['--quiet', '--handlers', module, '--workers', '1'] });
-    const client = await rawClient(cluster.port);
-    client.send({ type: 'hello', protocol: 2 });
-    const [old] = await workerPids(client);
     // Tasks held by a worker that died are run again one at a time (to find one that kills it): few and short.
-    for (let index = 0; index < 5; index += 1) client.send({ type: 'submit', id: `n${index}`, kind: 'nap', payload: { ms: 1_500 } });
-    await until(async () => (await client.stats()).workers[0]?.inflight === 5, 5_000, 'the worker to hold all 5');
+    const { cluster, client, old } = await clusterHoldingNaps(5, 1_500);
     client.send({ type: 'reload', id: 'r' });
     expect(await client.reply('r', 20_000)).to.include({ type: 'reload' });
     // The old worker still holds its naps; it dies before it finishes them.
-    expect(isAlive(old as number)).to.equal(true);
-    process.kill(old as number, 'SIGKILL');
+    expect(isAlive(old)).to.equal(true);
+    process.kill(old, 'SIGKILL');
     const answers: ServerMessage[] = [];
     for (let index = 0; index < 5; index += 1) answers.push(await client.reply(`n${index}`, 20_000));
     expect(answers.map((answer) => answer.type)).to.deep.equal(['done', 'done', 'done', 'done', 'done']);
@@ -200,27 +209,14 @@ exports.kinds = { nap: { schema: z.object({ ms: z.number() }), run: ({ ms }) => 
 
   it('two reloads in a row, then the first old worker killed: what it held reaches the worker that serves', async function () {
     this.timeout(60_000);
-    const dir = await testDir();
-    const module = path.join(dir, 'kinds.js');
-    await writeFile(
-      module,
-      `const { z } = require('zod');
-exports.kinds = { nap: { schema: z.object({ ms: z.number() }), run: ({ ms }) => new Promise((resolve) => setTimeout(() => resolve({ pid: process.pid }), ms)) } };
-`,
-    );
-    const cluster = await startCluster({ args: ['--quiet', '--handlers', module, '--workers', '1'] });
-    const client = await rawClient(cluster.port);
-    client.send({ type: 'hello', protocol: 2 });
-    const [first] = await workerPids(client);
-    for (let index = 0; index < 3; index += 1) client.send({ type: 'submit', id: `n${index}`, kind: 'nap', payload: { ms: 3_000 } });
-    await until(async () => (await client.stats()).workers[0]?.inflight === 3, 5_000, 'the worker to hold all 3');
+    const { cluster, client, old: first } = await clusterHoldingNaps(3, 3_000);
     client.send({ type: 'reload', id: 'r1' });
     expect(await client.reply('r1', 20_000)).to.include({ type: 'reload' });
     client.send({ type: 'reload', id: 'r2' });
     expect(await client.reply('r2', 20_000)).to.include({ type: 'reload' });
     const [serving] = await workerPids(client);
-    expect(isAlive(first as number), 'the first worker still finishes its naps').to.equal(true);
-    process.kill(first as number, 'SIGKILL');
+    expect(isAlive(first), 'the first worker still finishes its naps').to.equal(true);
+    process.kill(first, 'SIGKILL');
     const answers: ServerMessage[] = [];
     for (let index = 0; index < 3; index += 1) answers.push(await client.reply(`n${index}`, 30_000));
     expect(answers.map((answer) => answer.type === 'done' && (answer.result as { pid: number }).pid)).to.deep.equal([serving, serving, serving]);
