@@ -7,7 +7,7 @@ import { findStoredIn } from '../shared/results-db';
 import type { DispatchMode } from './config';
 import { RoundRobin } from './round-robin';
 import { Standby } from './standby';
-import type { Outcome, Task } from './task';
+import { unattempted, type Outcome, type Task } from './task';
 import { retryDelayMs } from './slot-policy';
 import { WorkerSlot, type SlotCounts, type SlotEvents } from './worker-slot';
 
@@ -80,7 +80,7 @@ export interface ReloadReport {
 export class Dispatcher implements SlotEvents {
   /** The slot serving each place in the ring; a graceful replacement swaps its entry. */
   private readonly current: WorkerSlot[];
-  /** Task kinds the workers run, as the first ready worker reported them. */
+  /** Task kinds the workers run, as the last worker to become ready reported them (see ready). */
   kinds: ReadonlySet<string> = new Set();
   /** Their payloads' JSON Schemas, as the same worker reported them. */
   schemas: Readonly<Record<string, unknown>> = {};
@@ -227,8 +227,7 @@ export class Dispatcher implements SlotEvents {
   abandon(error: ErrorData): void {
     for (const timer of this.waitingRetries.values()) clearTimeout(timer);
     const unsent = [...this.queue, ...this.waitingRetries.keys()];
-    // A retry that never reached a worker again: its reply counts the runs it had.
-    for (const task of unsent) if (task.attempt > 1) task.attempt -= 1;
+    for (const task of unsent) unattempted(task);
     const tasks = [...unsent, ...this.everySlot().flatMap((slot) => slot.abandon())];
     this.waitingRetries.clear();
     this.queue = [];
@@ -308,10 +307,9 @@ export class Dispatcher implements SlotEvents {
           await candidate.start(`replacing pid ${old.pid ?? '-'}: ${reason ?? why}`);
           fresh = candidate;
         } catch (error) {
-          if (attempt >= REPLACEMENT_STARTS || this.stopped) {
-            throw new Error(`worker ${old.slot}: the new worker could not start (${messageOf(error).replace(/^worker \d+: /, '')})`);
-          }
-          this.options.logger.warn(old.slot, `a new worker could not start (${messageOf(error).replace(/^worker \d+: /, '')}); trying once more`);
+          const failure = messageOf(error).replace(/^worker \d+: /, '');
+          if (attempt >= REPLACEMENT_STARTS || this.stopped) throw new Error(`worker ${old.slot}: the new worker could not start (${failure})`);
+          this.options.logger.warn(old.slot, `a new worker could not start (${failure}); trying once more`);
         } finally {
           this.incoming.delete(candidate);
         }
@@ -501,14 +499,13 @@ export class Dispatcher implements SlotEvents {
     if (retryTimer !== undefined) {
       clearTimeout(retryTimer);
       this.waitingRetries.delete(task);
-      task.attempt -= 1; // the attempt it waited for never runs: its row counts the runs it had
+      unattempted(task);
     }
     const at = this.queue.indexOf(task);
     if (at !== -1) {
       this.queue.splice(at, 1);
       this.queuedChars -= task.chars;
-      // A retry waiting for a worker: the attempt it waited for never runs.
-      if (task.attempt > 1) task.attempt -= 1;
+      unattempted(task);
     }
     let target: WorkerSlot | undefined;
     for (const slot of this.current) {

@@ -80,6 +80,14 @@ export const NO_ATTEMPTS: Readonly<Omit<Task, keyof TaskRequest>> = Object.freez
   attempt: 1,
 });
 
+/**
+ * The attempt a task waits for will not run (cancelled, or abandoned at a forced stop, before a
+ * worker started it): its count goes back to the attempts begun, which is never below 1.
+ */
+export function unattempted(task: Task): void {
+  if (task.attempt > 1) task.attempt -= 1;
+}
+
 /** Makes task ids unique across restarts: a per-boot random prefix and a counter. */
 export function taskIdGenerator(): () => string {
   const boot = `${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;

@@ -23,7 +23,7 @@ import {
   youngDeathsAfter,
   type Death,
 } from './slot-policy';
-import { toSpec, type Outcome, type Task } from './task';
+import { toSpec, unattempted, type Outcome, type Task } from './task';
 import type { WorkerProcess } from './worker-process';
 
 /** Characters of payload a worker may hold at once, whatever --max-inflight-per-worker allows. */
@@ -163,7 +163,7 @@ export class WorkerSlot {
   private firstReady: { resolve: () => void; reject: (error: Error) => void } | undefined;
   /** What the first worker was started for (see start). */
   private startedFor: string | undefined;
-  /** Resolves retire()'s promise when it was made before stop() was. */
+  /** Resolves retire()'s promise: the retiring worker has exited. */
   private retired: (() => void) | undefined;
   private stopping: Promise<void> | undefined;
   private exited: (() => void) | undefined;
@@ -229,7 +229,7 @@ export class WorkerSlot {
   cancel(task: Task, error: ErrorData): 'queued' | 'running' {
     task.failWith = error;
     // Not sent yet (the worker gets it with the failure to store): a retry that never ran is not an attempt.
-    if (task.attempt > 1 && this.outbox.includes(task)) task.attempt -= 1;
+    if (this.outbox.includes(task)) unattempted(task);
     if (!this.inflight.has(task.taskId)) return 'queued';
     const child = this.child;
     if (child !== undefined && child.connected && !this.exitSeen) {
@@ -276,12 +276,13 @@ export class WorkerSlot {
    */
   retire(successor: WorkerSlot): Promise<void> {
     this.successor = successor;
+    const retired = new Promise<void>((resolve) => (this.retired = resolve));
     if (this.respawnTimer !== undefined) clearTimeout(this.respawnTimer);
     this.respawnTimer = undefined;
     this.handOverWaiting();
     this.options.events.changed(this);
     this.stopIfRetired();
-    return this.stopping ?? new Promise<void>((resolve) => (this.retired = resolve));
+    return retired;
   }
 
   /**
@@ -323,8 +324,7 @@ export class WorkerSlot {
   /** A retiring slot whose worker holds nothing more is stopped (see retire). */
   private stopIfRetired(): void {
     if (this.successor === undefined || this.inflight.size > 0 || this.stopping !== undefined) return;
-    const retired = this.retired;
-    void this.stop().then(() => retired?.());
+    void this.stop().then(() => this.retired?.());
   }
 
   /**
