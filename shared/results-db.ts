@@ -141,7 +141,8 @@ export function encodeValue(value: unknown): EncodedValue | undefined {
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 
-function wellFormed(text: string): string {
+/** The text with each lone surrogate replaced by U+FFFD (see encodeValue). */
+export function wellFormed(text: string): string {
   // The regular expression is the slow part; most strings have no surrogate at all.
   return /[\uD800-\uDFFF]/.test(text) ? text.replace(LONE_SURROGATE, '\uFFFD') : text;
 }

@@ -164,29 +164,35 @@ export class TaskRunner {
     const start = performance.now();
     let ran = 0;
     let last = start;
-    while (this.queueHead < this.queue.length) {
-      const now = ran === 0 ? start : performance.now();
-      if (ran > 0 && now - start >= SLICE_MS) {
-        this.sliceScheduled = true;
-        const longTask = now - last >= SLICE_MS;
-        if (longTask) void this.writer.idle().then(() => setImmediate(() => this.runSlice()));
-        else setImmediate(() => this.runSlice());
-        break;
+    this.writer.cork();
+    try {
+      while (this.queueHead < this.queue.length) {
+        const now = ran === 0 ? start : performance.now();
+        if (ran > 0 && now - start >= SLICE_MS) {
+          this.sliceScheduled = true;
+          const longTask = now - last >= SLICE_MS;
+          if (longTask) void this.writer.idle().then(() => setImmediate(() => this.runSlice()));
+          else setImmediate(() => this.runSlice());
+          break;
+        }
+        last = now;
+        const next = this.queue[this.queueHead] as Queued;
+        this.queue[this.queueHead] = undefined;
+        this.queueHead += 1;
+        this.start(next);
+        ran += 1;
       }
-      last = now;
-      const next = this.queue[this.queueHead] as Queued;
-      this.queue[this.queueHead] = undefined;
-      this.queueHead += 1;
-      this.start(next);
-      ran += 1;
+    } finally {
+      // The slice's outcomes go to SQLite's thread now, in one commit.
+      this.writer.uncork();
     }
     if (this.queueHead === this.queue.length) {
       this.queue.length = 0;
       this.queueHead = 0;
     }
-    if (ran > 0) this.writer.commitNow();
     this.reportStartedAsync();
   }
+
 
   /**
    * Tells the primary of the asynchronous tasks started in this slice, before this thread runs

@@ -3,6 +3,7 @@ import net from 'node:net';
 import path from 'node:path';
 import type { ServerMessage } from '../../shared/protocol';
 import { isAlive, ROOT, startCluster, stopClusters, until } from '../helpers/cluster';
+import { readRows } from '../helpers/db';
 import { closeRawClients, rawClient, type RawClient } from '../helpers/raw-client';
 
 const HOSTILE_KINDS = path.join(ROOT, 'test', 'fixtures', 'hostile-kinds.js');
@@ -175,8 +176,15 @@ describe('worker faults: fork failures and orphans', function () {
     ];
     client.send(submits.map((submit) => JSON.stringify(submit)).join('\n') + '\n');
     const replies = await Promise.all(submits.map((submit) => client.reply(submit.id, 30_000)));
+    // Its worker's outcomes message is broken: the worker is killed. The task is answered once:
+    // from its row if that worker had stored it (a lone row binds its values, no JSON), else failed.
     const polluter = replies[0];
-    expect(polluter?.type, JSON.stringify(polluter)).to.equal('failed');
+    if (polluter?.type === 'done') {
+      const rows = (await Promise.all([1, 2, 3].map((slot) => readRows(path.join(cluster.dataDir, `worker${slot}.db`))))).flat();
+      expect(rows.filter((row) => row.task_id === polluter.taskId), 'the row it was answered from').to.have.length(1);
+    } else {
+      expect(polluter?.type, JSON.stringify(polluter)).to.equal('failed');
+    }
     for (const [index, reply] of replies.entries()) {
       expect(client.messages.filter((message) => 'id' in message && message.id === submits[index]?.id), submits[index]?.id).to.have.length(1);
       if (index > 0 && reply.type !== 'done') expect(['INTERNAL', 'WORKER_LOST']).to.include(reply.type === 'failed' ? reply.error.code : reply.type);

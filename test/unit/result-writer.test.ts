@@ -5,6 +5,7 @@ import path from 'node:path';
 import { encodeValue, openWorkerDatabase, readResults, type EncodedValue } from '../../shared/results-db';
 import { close, exec, type Database } from '../../shared/sqlite';
 import { MAX_ROWS_PER_INSERT, ResultWriter, type ResultRecord } from '../../worker/result-writer';
+import { until } from '../helpers/cluster';
 import { readRows } from '../helpers/db';
 
 /** The rows of a batch travel to SQLite as one JSON parameter: every value must come out as it went in. */
@@ -70,6 +71,49 @@ describe('worker ResultWriter (rows as one JSON parameter, a real SQLite file)',
     await writer.idle();
     const [row] = await readRows(file);
     expect([row?.task, row?.result]).to.deep.equal(['x\uFFFDy', '\uFFFD']);
+  });
+
+  it('stores a lone row (bound values) exactly as the same row in a batch (one JSON parameter)', async function () {
+    const shapes: [unknown, unknown, string | undefined][] = [
+      ['plain', "Task 'plain' processed by worker 3", 'c1'],
+      [{ n: 5, nested: ['x', null] }, 42, undefined],
+      ['a\u0000b "quoted" \\ back', 'é😀\n\ttab', undefined],
+      ['x\ud800y', '\udc00', 'c\ud800'],
+      [null, { deep: { er: [1.5, -0, 1e300] } }, ''],
+    ];
+    for (const [index, [payload, result, clientId]] of shapes.entries()) {
+      writer.add({ ...record(`alone${index}`, payload, result, clientId), attempts: index + 1 });
+      await writer.idle();
+    }
+    for (const [index, [payload, result, clientId]] of shapes.entries()) {
+      writer.add({ ...record(`batch${index}`, payload, result, clientId), attempts: index + 1 });
+    }
+    await writer.idle();
+    expect(commits.map((commit) => commit.ids.length)).to.deep.equal([1, 1, 1, 1, 1, shapes.length]);
+    const rows = await readRows(file);
+    const columns = (prefix: string) =>
+      rows
+        .filter((row) => row.task_id.startsWith(prefix))
+        .map((row) => [row.task_id.slice(prefix.length), row.client_id, row.kind, row.task, row.result, row.result_json, row.status, row.worker, row.attempts]);
+    expect(columns('alone')).to.have.length(shapes.length);
+    expect(columns('alone')).to.deep.equal(columns('batch'));
+  });
+
+  it('holds what is added while corked, and commits it together once uncorked', async function () {
+    writer.cork();
+    writer.add(record('k1', 'a', 'b'));
+    writer.add(record('k2', 'c', 'd'));
+    for (let turn = 0; turn < 3; turn += 1) await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(commits, 'nothing committed while corked').to.deep.equal([]);
+    expect(await readRows(file)).to.deep.equal([]);
+    writer.uncork();
+    await writer.idle();
+    expect(commits).to.deep.equal([{ ids: ['k1', 'k2'], error: undefined }]);
+    // Uncorked, a record is committed on the next turn with no call.
+    writer.add(record('k3', 'e', 'f'));
+    await until(() => commits.length === 2, 2_000);
+    expect(commits[1]?.ids).to.deep.equal(['k3']);
   });
 
   it('writes a batch larger than one INSERT in one transaction, and keeps the first row of a repeated id', async function () {
