@@ -242,7 +242,14 @@ export class TaskRunner {
       this.fail(spec, { code: ErrorCode.UNKNOWN_KIND, message: `unknown task kind "${spec.kind}"` });
       return;
     }
-    const parsed = kind.schema.safeParse(payloadOf(spec));
+    let parsed: ReturnType<typeof kind.schema.safeParse>;
+    try {
+      parsed = kind.schema.safeParse(payloadOf(spec));
+    } catch (error) {
+      // A schema is handler code too (a refine that throws): it fails the task, not the worker.
+      this.fail(spec, { code: ErrorCode.HANDLER_FAILED, message: `the payload schema of "${spec.kind}" threw: ${messageOf(error)}` });
+      return;
+    }
     if (!parsed.success) {
       this.fail(spec, { code: ErrorCode.BAD_PAYLOAD, message: describeIssues(parsed.error.issues, 'payload') });
       return;

@@ -198,13 +198,14 @@ describe('guarantees: bounded work in flight, hostile input, exposure', function
     expect(stats.workers.every((worker) => worker.restarts === 0)).to.equal(true);
   });
 
-  it('answers a handler\'s unserialisable result or odd throw alone; the rest of its batch goes on', async function () {
+  it('answers a handler\'s unserialisable result, odd throw or throwing schema alone; the rest of its batch goes on', async function () {
     const cluster = await startCluster({ args: ['--quiet', '--workers', '1', '--handlers', HOSTILE_KINDS] });
     const client = await rawClient(cluster.port);
     const submits = [
       ...Array.from({ length: 30 }, (_, i) => ({ type: 'submit', id: `a${i}`, payload: `a${i}` })),
       { type: 'submit', id: 'fn', kind: 'returns-function', payload: null },
       { type: 'submit', id: 'np', kind: 'throws-null-proto', payload: null },
+      { type: 'submit', id: 'st', kind: 'schema-throws', payload: 'x' },
       ...Array.from({ length: 30 }, (_, i) => ({ type: 'submit', id: `b${i}`, payload: `b${i}` })),
     ];
     const started = Date.now();
@@ -219,6 +220,11 @@ describe('guarantees: bounded work in flight, hostile input, exposure', function
     });
     const np = replies[31];
     expect(np?.type === 'failed' && np.error.code).to.equal('HANDLER_FAILED');
+    const st = replies[32];
+    expect(st?.type === 'failed' && st.error).to.deep.equal({
+      code: 'HANDLER_FAILED',
+      message: 'the payload schema of "schema-throws" threw: schema trap',
+    });
     expect((await client.stats()).workers[0]?.restarts, 'the worker did not die of it').to.equal(0);
   });
 

@@ -197,4 +197,23 @@ describe('worker TaskRunner and ResultWriter (a real SQLite file)', function () 
     expect(calls, 'toJSON called once: the value is encoded once').to.equal(1);
     expect(rows.get('surrogate')?.result).to.equal('a\uFFFDb');
   });
+
+  it('fails a task whose payload schema throws, runs the rest of its slice, and stores on', async function () {
+    const trapped = new Map<string, TaskKind>([
+      ...kinds,
+      ['trap', { schema: z.string().refine(() => { throw new Error('schema trap'); }), run: () => 'never' }],
+    ]);
+    runner = new TaskRunner(1, trapped, new ResultWriter(db, 1), (message) => sent.push(message));
+    handle({ tasks: [spec('a', 'count', 'x'), spec('t', 'trap', 'y'), spec('b', 'count', 'z')] });
+    handle({ tasks: [spec('later', 'count', 'w')] });
+    await runner.idle();
+    const byId = new Map(outcomes().map((o) => [o.taskId, o]));
+    expect(byId.get('t')).to.deep.equal({
+      taskId: 't',
+      status: 'failed',
+      error: { code: 'HANDLER_FAILED', message: 'the payload schema of "trap" threw: schema trap' },
+    });
+    expect(['a', 'b', 'later'].map((id) => byId.get(id)?.status)).to.deep.equal(['done', 'done', 'done']);
+    expect((await readRows(file)).map((row) => row.task_id).sort()).to.deep.equal(['a', 'b', 'later', 't']);
+  });
 });
