@@ -234,7 +234,7 @@ export class WorkerSlot {
     const child = this.child;
     if (child !== undefined && child.connected && !this.exitSeen) {
       // An error here means the child is gone; its exit handler redelivers the task, failWith set.
-      child.send({ type: 'cancel', taskIds: [task.taskId] }, () => undefined);
+      child.send({ type: 'cancel', taskIds: [task.taskId] });
     }
     return 'running';
   }
@@ -821,7 +821,7 @@ export class WorkerSlot {
       }
       this.sentToChild += tasks.length;
       // An error here means the child is gone; its exit handler redelivers what it held.
-      child.send({ type: 'tasks', first, tasks }, () => undefined);
+      child.send({ type: 'tasks', first, tasks });
     }
   }
 

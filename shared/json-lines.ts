@@ -54,7 +54,8 @@ export class JsonLines extends EventEmitter {
       if (callback !== undefined) process.nextTick(callback, error instanceof Error ? error : new Error(String(error)));
       return false;
     }
-    return this.stream.write(line, (error) => callback?.(error ?? null));
+    if (callback === undefined) return this.stream.write(line);
+    return this.stream.write(line, (error) => callback(error ?? null));
   }
 
   /** Ends the channel: what was sent still goes out, nothing more is read. */

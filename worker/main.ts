@@ -61,7 +61,7 @@ const channel = openChannel();
 // Typed here and validated by zod where it arrives, in the primary.
 function send(message: FromWorker): void {
   // With the primary gone there is no one to tell; the outcome is stored all the same.
-  channel?.send(message, () => undefined);
+  channel?.send(message);
 }
 
 /**
