@@ -193,7 +193,6 @@ export class TaskRunner {
     this.reportStartedAsync();
   }
 
-
   /**
    * Tells the primary of the asynchronous tasks started in this slice, before this thread runs
    * their callbacks: one of them may block it for good (a loop after an `await`).
@@ -242,18 +241,8 @@ export class TaskRunner {
       this.fail(spec, { code: ErrorCode.UNKNOWN_KIND, message: `unknown task kind "${spec.kind}"` });
       return;
     }
-    let parsed: ReturnType<typeof kind.schema.safeParse>;
-    try {
-      parsed = kind.schema.safeParse(payloadOf(spec));
-    } catch (error) {
-      // A schema is handler code too (a refine that throws): it fails the task, not the worker.
-      this.fail(spec, { code: ErrorCode.HANDLER_FAILED, message: `the payload schema of "${spec.kind}" threw: ${messageOf(error)}` });
-      return;
-    }
-    if (!parsed.success) {
-      this.fail(spec, { code: ErrorCode.BAD_PAYLOAD, message: describeIssues(parsed.error.issues, 'payload') });
-      return;
-    }
+    const parsed = this.parsePayload(spec, kind);
+    if (parsed === undefined) return;
     let result: unknown;
     const context = new RunContext(this.slot, spec.taskId, this.signalled);
     this.marker?.begin(ordinal);
@@ -296,6 +285,19 @@ export class TaskRunner {
         this.fail(spec, handlerError(error));
       }
     }
+  }
+
+  /** The payload as the kind's schema gives it; undefined once the task has failed instead. */
+  private parsePayload(spec: TaskSpec, kind: TaskKind): { data: unknown } | undefined {
+    try {
+      const parsed = kind.schema.safeParse(payloadOf(spec));
+      if (parsed.success) return parsed;
+      this.fail(spec, { code: ErrorCode.BAD_PAYLOAD, message: describeIssues(parsed.error.issues, 'payload') });
+    } catch (error) {
+      // A schema is handler code too (a refine that throws): it fails the task, not the worker.
+      this.fail(spec, { code: ErrorCode.HANDLER_FAILED, message: `the payload schema of "${spec.kind}" threw: ${messageOf(error)}` });
+    }
+    return undefined;
   }
 
   private succeed(spec: TaskSpec, value: unknown): void {

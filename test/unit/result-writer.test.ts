@@ -8,8 +8,8 @@ import { MAX_ROWS_PER_INSERT, ResultWriter, type ResultRecord } from '../../work
 import { until } from '../helpers/cluster';
 import { readRows } from '../helpers/db';
 
-/** The rows of a batch travel to SQLite as one JSON parameter: every value must come out as it went in. */
-describe('worker ResultWriter (rows as one JSON parameter, a real SQLite file)', function () {
+/** A lone row is bound, a batch travels as one JSON parameter: every value must come out as it went in. */
+describe('worker ResultWriter (bound rows and JSON batches, a real SQLite file)', function () {
   let dir: string;
   let file: string;
   let db: Database;
