@@ -114,11 +114,16 @@ export function describeIssue(issue: z.core.$ZodIssue, root: string): string {
     case 'invalid_union':
       return `${subject} is not any of the accepted forms`;
     case 'invalid_value':
-      return `${subject} must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
+      return `${subject} must be one of ${namedFew(issue.values.map(literal))}`;
     default:
       // Ronda's own messages are written to follow the subject ("must be ..."); zod's are not.
       return /^[a-z]/.test(issue.message) ? `${subject} ${issue.message}` : `${subject}: ${issue.message}`;
   }
+}
+
+/** A literal as a schema would write it: JSON, and `5n` for a BigInt (which JSON cannot hold). */
+function literal(value: unknown): string {
+  return typeof value === 'bigint' ? `${value}n` : (JSON.stringify(value) ?? String(value));
 }
 
 /** The first few of `names` and how many more: an error about 100,000 fields is not that long. */

@@ -179,7 +179,7 @@ export class TaskRunner {
         const next = this.queue[this.queueHead] as Queued;
         this.queue[this.queueHead] = undefined;
         this.queueHead += 1;
-        this.start(next);
+        this.startGuarded(next);
         ran += 1;
       }
     } finally {
@@ -223,6 +223,18 @@ export class TaskRunner {
     }
     if (replies.length > 0) this.report(replies);
     if (!this.sliceScheduled) this.runSlice();
+  }
+
+  /**
+   * start(), and a failure for its task should it throw all the same: a task taken from the queue
+   * must end with an outcome, or its slot would wait for it for good.
+   */
+  private startGuarded(queued: Queued): void {
+    try {
+      this.start(queued);
+    } catch (error) {
+      this.fail(queued.spec, { code: ErrorCode.INTERNAL, message: `the worker could not run the task: ${messageOf(error)}` });
+    }
   }
 
   private start({ spec, ordinal }: Queued): void {
@@ -292,7 +304,7 @@ export class TaskRunner {
     try {
       const parsed = kind.schema.safeParse(payloadOf(spec));
       if (parsed.success) return parsed;
-      this.fail(spec, { code: ErrorCode.BAD_PAYLOAD, message: describeIssues(parsed.error.issues, 'payload') });
+      this.fail(spec, { code: ErrorCode.BAD_PAYLOAD, message: bounded(describeIssues(parsed.error.issues, 'payload')) });
     } catch (error) {
       // A schema is handler code too (a refine that throws): it fails the task, not the worker.
       this.fail(spec, { code: ErrorCode.HANDLER_FAILED, message: `the payload schema of "${spec.kind}" threw: ${messageOf(error)}` });
@@ -436,6 +448,11 @@ export function messageOf(error: unknown): string {
     }
   }
   if (text === undefined || text === '' || text === '{}') text = 'the handler failed';
+  return bounded(text);
+}
+
+/** At most MAX_ERROR_MESSAGE_CHARS of a message that handler code (or its schema) made. */
+function bounded(text: string): string {
   return text.length > MAX_ERROR_MESSAGE_CHARS ? `${text.slice(0, MAX_ERROR_MESSAGE_CHARS)}…` : text;
 }
 

@@ -8,7 +8,7 @@ import { openWorkerDatabase } from '../../shared/results-db';
 import { close, type Database } from '../../shared/sqlite';
 import { BUILTIN_KINDS } from '../../worker/builtin-kinds';
 import { ResultWriter } from '../../worker/result-writer';
-import { MAX_RESULT_CHARS, TaskRunner } from '../../worker/task-runner';
+import { MAX_ERROR_MESSAGE_CHARS, MAX_RESULT_CHARS, TaskRunner } from '../../worker/task-runner';
 import type { TaskKind } from '../../worker/task-kind';
 import { until } from '../helpers/cluster';
 import { readRows } from '../helpers/db';
@@ -196,6 +196,47 @@ describe('worker TaskRunner and ResultWriter (a real SQLite file)', function () 
     }
     expect(calls, 'toJSON called once: the value is encoded once').to.equal(1);
     expect(rows.get('surrogate')?.result).to.equal('a\uFFFDb');
+  });
+
+  it('describes a payload that fails an odd schema, within bounds, or fails the task when describing it throws', async function () {
+    const odd = new Map<string, TaskKind>([
+      ['big-literal', { schema: z.literal(5n), run: () => 'never' }],
+      ['long-message', { schema: z.unknown().superRefine((_, ctx) => ctx.addIssue({ code: 'custom', message: 'm'.repeat(100_000) })), run: () => 'never' }],
+      // A path whose text cannot be had: zod keeps it, describing it throws.
+      ['bad-path', {
+        schema: z.unknown().superRefine((_, ctx) => ctx.addIssue({ code: 'custom', message: 'bad', path: [{ toString: () => { throw new Error('no path'); } } as unknown as string] })),
+        run: () => 'never',
+      }],
+    ]);
+    runner = new TaskRunner(1, odd, new ResultWriter(db, 1), (message) => sent.push(message));
+    handle({ tasks: [...odd.keys()].map((kind) => spec(kind, kind, 'x')) });
+    await runner.idle();
+    const byId = new Map(outcomes().map((o) => [o.taskId, o]));
+    expect(byId.get('big-literal')).to.deep.equal({ taskId: 'big-literal', status: 'failed', error: { code: 'BAD_PAYLOAD', message: 'payload must be one of 5n' } });
+    const long = byId.get('long-message');
+    expect(long?.status === 'failed' && long.error.code).to.equal('BAD_PAYLOAD');
+    expect(long?.status === 'failed' && long.error.message.length).to.equal(MAX_ERROR_MESSAGE_CHARS + 1);
+    expect(byId.get('bad-path')).to.deep.equal({
+      taskId: 'bad-path',
+      status: 'failed',
+      error: { code: 'HANDLER_FAILED', message: 'the payload schema of "bad-path" threw: no path' },
+    });
+  });
+
+  it('ends a task with INTERNAL whatever starting it throws, and runs the rest', async function () {
+    const cursed = new (class extends Map<string, TaskKind> {
+      override get(name: string): TaskKind | undefined {
+        if (name === 'cursed') throw new Error('the kinds broke');
+        return super.get(name);
+      }
+    })(kinds);
+    runner = new TaskRunner(1, cursed, new ResultWriter(db, 1), (message) => sent.push(message));
+    handle({ tasks: [spec('c', 'cursed', 'x'), spec('n', 'count', 'y')] });
+    await runner.idle();
+    expect(outcomes()).to.deep.equal([
+      { taskId: 'c', status: 'failed', error: { code: 'INTERNAL', message: 'the worker could not run the task: the kinds broke' } },
+      { taskId: 'n', status: 'done', result: 'counted y', json: false },
+    ]);
   });
 
   it('fails a task whose payload schema throws, runs the rest of its slice, and stores on', async function () {
