@@ -61,9 +61,19 @@ export function prepare(db: Database, sql: string): Promise<Statement> {
   });
 }
 
-export function runStatement(statement: Statement, params: readonly unknown[]): Promise<void> {
+/** What a statement changed: how many rows, and the rowid of the last one it inserted. */
+export interface Changes {
+  changes: number;
+  lastID: number;
+}
+
+/** Runs a prepared statement; resolves with what it changed. */
+export function runStatement(statement: Statement, params: readonly unknown[]): Promise<Changes> {
   return new Promise((resolve, reject) =>
-    statement.run(params, (error: Error | null) => (error === null ? resolve() : reject(error))),
+    statement.run(params, function (this: sqlite3.RunResult, error: Error | null) {
+      if (error === null) resolve({ changes: this.changes, lastID: this.lastID });
+      else reject(error);
+    }),
   );
 }
 

@@ -11,10 +11,18 @@ import {
   type Retention,
   type StoredOutcome,
 } from '../shared/results-db';
-import { all, exec, finalize, prepare, runStatement, type Database, type Statement } from '../shared/sqlite';
+import { all, exec, finalize, get, prepare, run, runStatement, type Changes, type Database, type Statement } from '../shared/sqlite';
 
 /** Rows per INSERT statement: bounds the size of one JSON parameter. */
 export const MAX_ROWS_PER_INSERT = 500;
+/**
+ * A row with more text than this (payload, result and client id) is inserted alone, its values
+ * bound: in the JSON parameter it would be copied and escaped (up to six characters for one, as
+ * `\u0001`) for SQLite to parse again, and a batch of results of 1 Mi characters each passed the
+ * longest string V8 can make (about 2^29 characters). The rows that share a JSON parameter then
+ * come to at most 500 x 16 Ki characters.
+ */
+export const MAX_JSON_ROW_CHARS = 16 * 1024;
 /** How often an idle writer looks for rows past their age (or a backlog past the row bound). */
 export const PRUNE_CHECK_MS = 1_000;
 
@@ -71,7 +79,8 @@ class PreparedInsert {
     private readonly sql: string,
   ) {}
 
-  run(params: readonly unknown[]): Promise<void> {
+  /** Resolves with how many rows it inserted, and the last one's rowid. */
+  run(params: readonly unknown[]): Promise<Changes> {
     if (this.statement !== undefined) return runStatement(this.statement, params);
     return this.prepare().then((statement) => runStatement(statement, params));
   }
@@ -99,7 +108,7 @@ class PreparedInsert {
 
 /**
  * Group commit: records added while a commit is running are written together by the next one, in
- * one multi-row INSERT per MAX_ROWS_PER_INSERT rows and one transaction. A record added to an idle
+ * one multi-row INSERT per MAX_ROWS_PER_INSERT rows (a large row alone) and one transaction. A record added to an idle
  * writer is committed on the next turn of the event loop, so a lone task never waits for a batch to
  * fill; the task runner corks the writer while it runs a slice of tasks and uncorks it at the
  * slice's end, so that the slice's outcomes share one commit and a lone task's commit starts at
@@ -255,24 +264,69 @@ export class ResultWriter {
 
   private insert(batch: readonly ResultRecord[]): Promise<void> {
     const timestamp = new Date().toISOString();
-    if (batch.length === 1) return this.insertOne.run([...rowValues(batch[0] as ResultRecord), this.slot, timestamp]);
+    if (batch.length === 1) return this.insertChunk(batch, timestamp);
     return this.insertMany(batch, timestamp);
   }
 
   private async insertMany(batch: readonly ResultRecord[], timestamp: string): Promise<void> {
-    const single = batch.length <= MAX_ROWS_PER_INSERT;
-    if (!single) await exec(this.db, 'BEGIN');
+    const chunks = chunked(batch);
+    const transaction = chunks.length > 1;
+    if (transaction) await exec(this.db, 'BEGIN');
     try {
-      for (let start = 0; start < batch.length; start += MAX_ROWS_PER_INSERT) {
-        const chunk = single ? batch : batch.slice(start, start + MAX_ROWS_PER_INSERT);
-        await this.insertBatch.run([JSON.stringify(chunk.map(rowValues)), this.slot, timestamp]);
-      }
-      if (!single) await exec(this.db, 'COMMIT');
+      for (const chunk of chunks) await this.insertChunk(chunk, timestamp);
+      if (transaction) await exec(this.db, 'COMMIT');
     } catch (error) {
-      if (!single) await exec(this.db, 'ROLLBACK').catch(() => undefined);
+      if (transaction) await exec(this.db, 'ROLLBACK').catch(() => undefined);
       throw error;
     }
   }
+
+  /** One INSERT: a lone row's values bound, more rows as one JSON parameter. */
+  private insertChunk(chunk: readonly ResultRecord[], timestamp: string): Promise<void> {
+    const inserted =
+      chunk.length === 1
+        ? this.insertOne.run([...rowValues(chunk[0] as ResultRecord), this.slot, timestamp])
+        : this.insertBatch.run([JSON.stringify(chunk.map(rowValues)), this.slot, timestamp]);
+    return inserted.then((changes) => (changes.changes === chunk.length ? undefined : this.checkStored(chunk, changes)));
+  }
+
+  /**
+   * An INSERT that inserted fewer rows than it had records: INSERT OR IGNORE keeps the first row
+   * of a task id already stored (a redelivered task's), and that is all it may skip. A record with
+   * no row at all means the statement got other input than this writer built (handler code in
+   * this process replaced `JSON.stringify` or `Array.prototype.map`): the commit fails, so that no
+   * task is acknowledged that is not stored, and the rows the statement did insert (rowids follow
+   * one another within one INSERT) are deleted, so that a task run again elsewhere is not stored
+   * twice. Built with loops, not with what a handler may replace.
+   */
+  private async checkStored(chunk: readonly ResultRecord[], { changes, lastID }: Changes): Promise<void> {
+    const ids = new Set<string>();
+    for (let index = 0; index < chunk.length; index += 1) ids.add((chunk[index] as ResultRecord).taskId);
+    let placeholders = '?';
+    for (let index = 1; index < ids.size; index += 1) placeholders += ', ?';
+    const row = await get<{ stored: number }>(this.db, `SELECT count(*) AS stored FROM results WHERE task_id IN (${placeholders})`, [...ids]);
+    const stored = row?.stored ?? 0;
+    if (stored === ids.size) return;
+    if (changes > 0) await run(this.db, 'DELETE FROM results WHERE id > ? AND id <= ?', [lastID - changes, lastID]);
+    throw new Error(`${ids.size - stored} of ${ids.size} rows were not stored (the INSERT inserted ${changes}: its input was not what the worker built)`);
+  }
+}
+
+/** A batch in INSERTs, in order: at most MAX_ROWS_PER_INSERT rows each, a row over MAX_JSON_ROW_CHARS alone. */
+function chunked(batch: readonly ResultRecord[]): ResultRecord[][] {
+  const chunks: ResultRecord[][] = [];
+  let chunk: ResultRecord[] = [];
+  for (const record of batch) {
+    const alone = record.task.text.length + record.result.text.length + (record.clientId?.length ?? 0) > MAX_JSON_ROW_CHARS;
+    if (chunk.length > 0 && (alone || chunk.length >= MAX_ROWS_PER_INSERT)) {
+      chunks.push(chunk);
+      chunk = [];
+    }
+    if (alone) chunks.push([record]);
+    else chunk.push(record);
+  }
+  if (chunk.length > 0) chunks.push(chunk);
+  return chunks;
 }
 
 /**

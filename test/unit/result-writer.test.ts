@@ -99,6 +99,51 @@ describe('worker ResultWriter (bound rows and JSON batches, a real SQLite file)'
     expect(columns('alone')).to.deep.equal(columns('batch'));
   });
 
+  it('stores a batch whose JSON would pass the longest string V8 can make, in INSERTs of one transaction', async function () {
+    this.timeout(20_000);
+    // Characters that JSON writes as six each: six such results of 17 Mi characters in one
+    // parameter would be about 612 Mi characters, over V8's limit (about 512 Mi).
+    const control = '\u0001'.repeat(17 * 1024 * 1024);
+    // Small rows between them keep their places.
+    for (let i = 0; i < 6; i += 1) {
+      writer.add(record(`c${i}`, `p${i}`, control));
+      writer.add(record(`s${i}`, `p${i}`, `small ${i}`));
+    }
+    await writer.idle();
+    expect(commits.map((commit) => [commit.ids.length, commit.error?.message])).to.deep.equal([[12, undefined]]);
+    const rows = await readRows(file);
+    expect(rows.map((row) => [row.task_id, row.result === control || row.result])).to.deep.equal(
+      Array.from({ length: 6 }, (_, i) => [[`c${i}`, true], [`s${i}`, `small ${i}`]]).flat(),
+    );
+  });
+
+  it('fails a commit whose INSERT stored fewer rows than it was given, not one that only kept a stored row', async function () {
+    writer.add(record('dup', 'first', 'one'));
+    await writer.idle();
+    writer.add(record('dup', 'again', 'two'));
+    await writer.idle();
+    expect(commits.map((commit) => commit.error)).to.deep.equal([undefined, undefined]);
+    expect((await readRows(file)).map((row) => row.result)).to.deep.equal(['one']);
+
+    // Handler code in the worker's process replaced JSON.stringify: of a batch's rows, only the
+    // first goes in. The commit fails, and that row is taken out again (its task runs elsewhere).
+    const stringify = JSON.stringify;
+    JSON.stringify = ((value: unknown, ...rest: unknown[]) =>
+      Array.isArray(value) && Array.isArray(value[0]) ? stringify(value.slice(0, 1)) : stringify(value, ...(rest as []))) as typeof JSON.stringify;
+    try {
+      for (const id of ['x1', 'x2', 'x3']) writer.add(record(id, 'p', 'r'));
+      await writer.idle();
+    } finally {
+      JSON.stringify = stringify;
+    }
+    expect(commits[2]?.ids).to.deep.equal(['x1', 'x2', 'x3']);
+    expect(commits[2]?.error?.message).to.equal('2 of 3 rows were not stored (the INSERT inserted 1: its input was not what the worker built)');
+    expect((await readRows(file)).map((row) => row.task_id)).to.deep.equal(['dup']);
+    writer.add(record('x4', 'p', 'r'));
+    await writer.idle();
+    expect((await readRows(file)).map((row) => row.task_id), 'the writer goes on').to.deep.equal(['dup', 'x4']);
+  });
+
   it('holds what is added while corked, and commits it together once uncorked', async function () {
     writer.cork();
     writer.add(record('k1', 'a', 'b'));
