@@ -157,11 +157,14 @@ export class HttpApi {
     // Past the limit a connection is told so (Node's own maxConnections closes it without a word).
     // Node's parser reads the socket whatever is done here; its request is dropped by the first
     // hook, so a task on it is never run behind a 503.
-    let open = 0;
+    const open = new Set<Socket>();
     this.app.server.on('connection', (socket: Socket) => {
-      open += 1;
-      socket.once('close', () => (open -= 1));
-      if (open > cluster.maxConnections) {
+      open.add(socket);
+      socket.once('close', () => open.delete(socket));
+      // A socket destroyed on this turn of the loop (a silent one timed out just now) emits 'close'
+      // only at the turn's end, but its client may already have seen it go and connected again.
+      if (open.size > cluster.maxConnections) for (const other of open) if (other.destroyed) open.delete(other);
+      if (open.size > cluster.maxConnections) {
         this.refused.add(socket);
         answerRaw(socket, 503, { code: ErrorCode.TOO_MANY_CONNECTIONS, message: `the server is at its limit of ${cluster.maxConnections} HTTP connections` });
         return;
