@@ -108,11 +108,11 @@ class PreparedInsert {
 
 /**
  * Group commit: records added while a commit is running are written together by the next one, in
- * one multi-row INSERT per MAX_ROWS_PER_INSERT rows (a large row alone) and one transaction. A record added to an idle
- * writer is committed on the next turn of the event loop, so a lone task never waits for a batch to
- * fill; the task runner corks the writer while it runs a slice of tasks and uncorks it at the
- * slice's end, so that the slice's outcomes share one commit and a lone task's commit starts at
- * once, with no turn of the loop in between.
+ * one multi-row INSERT per MAX_ROWS_PER_INSERT rows (a large row alone) and one transaction. A
+ * record added to an idle writer is committed on the next turn of the event loop, so a lone task
+ * never waits for a batch to fill; the task runner corks the writer while it runs a slice of tasks
+ * and uncorks it at the slice's end, so that the slice's outcomes share one commit and a lone
+ * task's commit starts at once, with no turn of the loop in between.
  *
  * After each commit the file is checked to still be the one that was opened: a worker file
  * deleted (or replaced) while the worker runs would otherwise take every later row with it,
@@ -297,7 +297,7 @@ export class ResultWriter {
    * this process replaced `JSON.stringify` or `Array.prototype.map`): the commit fails, so that no
    * task is acknowledged that is not stored, and the rows the statement did insert (rowids follow
    * one another within one INSERT) are deleted, so that a task run again elsewhere is not stored
-   * twice. Built with loops, not with what a handler may replace.
+   * twice. The check itself uses neither JSON nor Array.prototype.map.
    */
   private async checkStored(chunk: readonly ResultRecord[], { changes, lastID }: Changes): Promise<void> {
     const ids = new Set<string>();
