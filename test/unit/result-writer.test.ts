@@ -153,12 +153,17 @@ describe('worker ResultWriter (bound rows and JSON batches, a real SQLite file)'
     expect(commits, 'nothing committed while corked').to.deep.equal([]);
     expect(await readRows(file)).to.deep.equal([]);
     writer.uncork();
+    // The commit started in uncork(): what comes after it waits for the next one.
+    writer.add(record('k2b', 'g', 'h'));
     await writer.idle();
-    expect(commits).to.deep.equal([{ ids: ['k1', 'k2'], error: undefined }]);
+    expect(commits).to.deep.equal([
+      { ids: ['k1', 'k2'], error: undefined },
+      { ids: ['k2b'], error: undefined },
+    ]);
     // Uncorked, a record is committed on the next turn with no call.
     writer.add(record('k3', 'e', 'f'));
-    await until(() => commits.length === 2, 2_000);
-    expect(commits[1]?.ids).to.deep.equal(['k3']);
+    await until(() => commits.length === 3, 2_000);
+    expect(commits[2]?.ids).to.deep.equal(['k3']);
   });
 
   it('writes a batch larger than one INSERT in one transaction, and keeps the first row of a repeated id', async function () {
