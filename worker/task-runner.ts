@@ -349,11 +349,11 @@ export class TaskRunner {
     }
     const stored = encodeValue(error) as EncodedValue;
     const attempt = spec.attempt ?? 1;
-    if (ran || attempt === 1) {
-      this.store(spec, 'failed', stored, { taskId: spec.taskId, status: 'failed', error });
-      return;
-    }
-    this.store(spec, 'failed', stored, { taskId: spec.taskId, status: 'failed', error, attempts: attempt - 1 }, attempt - 1);
+    // An attempt that never ran is not counted (attempts begun, at least 1); the primary is told
+    // only when that differs from what it sent.
+    const attempts = ran ? attempt : Math.max(1, attempt - 1);
+    const outcome: TaskOutcome = { taskId: spec.taskId, status: 'failed', error, ...(attempts === attempt ? {} : { attempts }) };
+    this.store(spec, 'failed', stored, outcome, attempts);
   }
 
   private store(spec: TaskSpec, status: 'done' | 'failed', result: EncodedValue, outcome: TaskOutcome, attempts = spec.attempt ?? 1): void {
